@@ -1,0 +1,12 @@
+"""workbench: did this change work, for whom, and why?
+
+A/B experiment analyses (frequentist, sequential, Bayesian), model experiments, SHAP, drift,
+MLflow tracking and Voilà dashboards, aggregating inside the data engine.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from workbench.errors import WorkbenchError, WorkbenchWarning  # noqa: E402
+
+__all__ = ["__version__", "WorkbenchError", "WorkbenchWarning"]

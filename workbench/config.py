@@ -1,0 +1,95 @@
+"""Paths and settings, in one place.
+
+Every setting can be overridden by an environment variable ``WORKBENCH_<NAME>``; paths are
+resolved against the project root (the folder holding ``pyproject.toml``) unless absolute.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _find_root() -> Path:
+    env = os.environ.get("WORKBENCH_ROOT")
+    if env:
+        return Path(env).resolve()
+    for parent in [PACKAGE_DIR.parent, *PACKAGE_DIR.parents]:
+        if (parent / "pyproject.toml").exists() and (parent / "templates").is_dir():
+            return parent
+    return Path.cwd().resolve()
+
+
+def _path(name: str, default: Path, root: Path) -> Path:
+    value = os.environ.get(f"WORKBENCH_{name}")
+    if value is None or value == "":
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (root / path)
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(f"WORKBENCH_{name}")
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"WORKBENCH_{name} must be an integer, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`get_settings` so environment variables apply.
+
+    Attributes
+    ----------
+    root : Path
+        Project root (``WORKBENCH_ROOT``).
+    data_dir : Path
+        Where sample data is written (``WORKBENCH_DATA_DIR``, default ``<root>/data``).
+    warehouse : Path
+        The default DuckDB file (``WORKBENCH_WAREHOUSE``, default ``<data_dir>/warehouse.duckdb``).
+    reports_dir : Path
+        Outputs of template runs (``WORKBENCH_REPORTS_DIR``, default ``<root>/reports``).
+    templates_dir : Path
+        Parameterised notebooks (``WORKBENCH_TEMPLATES_DIR``, default ``<root>/templates``).
+    dashboards_dir : Path
+        Voilà dashboards (``WORKBENCH_DASHBOARDS_DIR``, default ``<root>/notebooks/dashboards``).
+    tracking_uri : str
+        MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<root>/mlflow.db``.
+    seed : int
+        Default random seed (``WORKBENCH_SEED``, default 20261123).
+    """
+
+    root: Path
+    data_dir: Path
+    warehouse: Path
+    reports_dir: Path
+    templates_dir: Path
+    dashboards_dir: Path
+    tracking_uri: str
+    seed: int = 20261123
+    extra: dict = field(default_factory=dict)
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; call it when you need them)."""
+    root = _find_root()
+    data_dir = _path("DATA_DIR", root / "data", root)
+    warehouse = _path("WAREHOUSE", data_dir / "warehouse.duckdb", root)
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    return Settings(
+        root=root,
+        data_dir=data_dir,
+        warehouse=warehouse,
+        reports_dir=_path("REPORTS_DIR", root / "reports", root),
+        templates_dir=_path("TEMPLATES_DIR", root / "templates", root),
+        dashboards_dir=_path("DASHBOARDS_DIR", root / "notebooks" / "dashboards", root),
+        tracking_uri=tracking_uri,
+        seed=_int("SEED", 20261123),
+    )

@@ -1,0 +1,63 @@
+"""Columns of the statistics engine's input and output tables (the contract with the readout).
+
+Input: one row per ``metric x variant`` (plus any grouping columns such as ``segment``), holding
+sufficient statistics over units (users). For unit ``i`` let ``y`` be the metric value (the
+numerator for ratios), ``d`` the ratio denominator, ``x`` the pre-period value of ``y`` and ``w``
+the pre-period value of ``d`` (CUPED covariates). Sums run over the units of the variant.
+"""
+from __future__ import annotations
+
+KINDS = ("proportion", "mean", "ratio")
+
+# name -> meaning; required columns first.
+INPUT_COLUMNS = {
+    "metric": "metric name",
+    "variant": "variant name",
+    "kind": "'proportion' (y in {0,1}), 'mean', or 'ratio' (sum y / sum d)",
+    "n": "number of units",
+    "sum": "sum of y",
+    "sum_squares": "sum of y^2 (for proportions it may be omitted or equal to sum)",
+    # ratio metrics
+    "den_sum": "sum of d",
+    "den_sum_squares": "sum of d^2",
+    "sum_product": "sum of y*d",
+    # CUPED (pre-period covariate x, and w for ratio metrics)
+    "pre_sum": "sum of x",
+    "pre_sum_squares": "sum of x^2",
+    "pre_sum_product": "sum of y*x",
+    "pre_den_sum": "sum of w",
+    "pre_den_sum_squares": "sum of w^2",
+    "pre_den_sum_product": "sum of x*w",
+    "den_pre_sum_product": "sum of d*x",
+    "sum_pre_den_product": "sum of y*w",
+    "den_pre_den_sum_product": "sum of d*w",
+}
+REQUIRED_INPUT = ("metric", "variant", "kind", "n", "sum")
+RATIO_INPUT = ("den_sum", "den_sum_squares", "sum_product")
+CUPED_INPUT = ("pre_sum", "pre_sum_squares", "pre_sum_product")
+RATIO_CUPED_INPUT = (
+    "pre_den_sum",
+    "pre_den_sum_squares",
+    "pre_den_sum_product",
+    "den_pre_sum_product",
+    "sum_pre_den_product",
+    "den_pre_den_sum_product",
+)
+
+# One row per metric x treatment variant (x grouping columns). NaN where a method has no value.
+OUTPUT_COLUMNS = {
+    "metric": "metric name",
+    "variant": "treatment variant (compared with the control)",
+    "control_mean": "control mean (ratio of sums for ratio metrics; CUPED-adjusted if used)",
+    "variant_mean": "variant mean",
+    "effect": "absolute difference or relative lift (variant/control - 1), per `difference`",
+    "ci_lower": "lower end of the interval (confidence, confidence-sequence or credible)",
+    "ci_upper": "upper end",
+    "p_value": "two-sided (or one-sided) p-value; NaN for Bayesian",
+    "p_value_adjusted": "p-value after the multiple-testing correction",
+    "chance_to_win": "posterior probability the variant beats control (Bayesian)",
+    "risk_control": "expected loss of choosing control (Bayesian)",
+    "risk_variant": "expected loss of choosing the variant (Bayesian)",
+    "srm_p_value": "sample-ratio-mismatch p-value of the variant split",
+    "error_message": "why the row could not be computed, else empty",
+}
