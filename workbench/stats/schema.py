@@ -31,7 +31,16 @@ INPUT_COLUMNS = {
     "den_pre_sum_product": "sum of d*x",
     "sum_pre_den_product": "sum of y*w",
     "den_pre_den_sum_product": "sum of d*w",
+    # hurdle (zero-inflated log-normal) revenue model, for mean metrics with `log_stats: true`
+    "positive_n": "units with y > 0",
+    "log_sum": "sum of log(y) over units with y > 0",
+    "log_sum_squares": "sum of log(y)^2 over units with y > 0",
 }
+HURDLE_INPUT = ("positive_n", "log_sum", "log_sum_squares")
+# Optional grouping columns: every (grouping x metric) block is analysed on its own.
+#   dimension, segment: a segment breakdown (e.g. dimension='device', segment='mobile')
+#   date: cumulative statistics up to and including that day (time series)
+GROUP_COLUMNS = ("dimension", "segment", "date")
 REQUIRED_INPUT = ("metric", "variant", "kind", "n", "sum")
 RATIO_INPUT = ("den_sum", "den_sum_squares", "sum_product")
 CUPED_INPUT = ("pre_sum", "pre_sum_squares", "pre_sum_product")
