@@ -13,3 +13,17 @@ TOO_FEW_UNITS = "fewer than 2 units in an arm: variance undefined"
 SRM_DETECTED = "sample ratio mismatch (p < {threshold:g}): results are not trustworthy"
 SRM_EMPTY_VARIANT = "a planned variant has no units: sample ratio mismatch"
 NOT_CONVERGED = "MCMC diagnostics failed ({detail}): do not trust these numbers"
+
+# Drift (workbench.drift): per-column status messages.
+DRIFT_MISSING_COLUMN = "column missing from the {dataset} data"
+DRIFT_EMPTY = "no rows in the {dataset} data"
+DRIFT_ALL_MISSING = "all values are missing (NaN/inf) in the {dataset} data"
+DRIFT_MIXED_TYPES = "object column holding {types}: compared as text categories"
+DRIFT_UNSEEN_CATEGORIES = "{n} categor{ies} not in the reference: {examples}"
+DRIFT_CONSTANT = "constant column in the {dataset} data"
+DRIFT_TEXT_SKIPPED = "free-text column (more than half the values unique): not compared"
+DRIFT_UNSUPPORTED_TYPE = "unsupported type {dtype}: not compared"
+DRIFT_TYPE_MISMATCH = "numeric in one dataset, not in the other ({ref} vs {cur}): compared as text categories"
+# stats engine
+MISSING_STATS = "missing sufficient statistics (NaN) in this row or its control"
+NO_CONTROL_ROW = "no control row for this metric and segment"

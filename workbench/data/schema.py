@@ -57,3 +57,46 @@ TABLES = {
     "users": USERS,
     "experiments": EXPERIMENTS,
 }
+
+# Tables written by the sample generator only (known truth; not required of a real source).
+TRUTH = (
+    Column("experiment_id", "string", False, "experiment key"),
+    Column("metric", "string", False, "conversion, orders_per_user, revenue_per_user, "
+           "sessions_per_user or revenue_per_order"),
+    Column("variant", "string", False, "treatment variant compared with control"),
+    Column("dimension", "string", False, "'(all)', 'device', 'country' or 'channel'"),
+    Column("segment", "string", False, "segment of the dimension ('(all)' overall)"),
+    Column("control_value", "float", False, "population expectation under control"),
+    Column("variant_value", "float", False, "population expectation under the variant"),
+    Column("absolute_effect", "float", False, "variant_value - control_value"),
+    Column("relative_lift", "float", False, "variant_value / control_value - 1"),
+)
+
+TRUTH_USERS = (
+    Column("user_id", "int", False, "user"),
+    Column("tau_conversion_a", "float", False,
+           "true effect of treatment_a on the user's conversion probability"),
+    Column("tau_conversion_b", "float", False,
+           "true effect of treatment_b on the user's conversion probability"),
+)
+
+MODEL_DATA = (
+    Column("user_id", "int", False, "row key"),
+    Column("period", "string", False, "'reference' (training) or 'current' (production)"),
+    Column("country", "string", False, "country (same mix in both periods)"),
+    Column("device", "string", False, "device (more mobile in 'current')"),
+    Column("channel", "string", False, "channel ('current' adds the unseen 'video_ads')"),
+    Column("tenure_days", "int", False, "days since signup (shorter in 'current')"),
+    Column("sessions_30d", "int", False, "sessions in the last 30 days (more in 'current')"),
+    Column("orders_30d", "int", False, "orders in the last 30 days"),
+    Column("revenue_30d", "float", False, "revenue in the last 30 days"),
+    Column("days_since_last_visit", "float", False, "days since the last session (capped at 60)"),
+    Column("pages_per_session", "float", False, "pages per session (no drift)"),
+    Column("label", "int", False, "1 if the user orders in the next 14 days"),
+)
+
+SAMPLE_TABLES = {
+    "truth": TRUTH,
+    "truth_users": TRUTH_USERS,
+    "model_data": MODEL_DATA,
+}

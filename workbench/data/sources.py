@@ -1,0 +1,122 @@
+"""Connections to experiment data through Ibis: a DuckDB file by default, any Ibis backend by URL.
+
+>>> con = connect()                                  # the settings' warehouse, read-only
+>>> con = connect("data/warehouse.duckdb")
+>>> con = connect("duckdb://data/warehouse.duckdb?read_only=true")
+>>> con = connect(spark_session)                     # a pyspark SparkSession
+>>> con = register_files(connect(":memory:"), {"events": "events.parquet"})
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import SourceError
+
+FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".tsv")
+
+
+def _is_backend(obj: Any) -> bool:
+    from ibis.backends import BaseBackend
+
+    return isinstance(obj, BaseBackend)
+
+
+def connect(source: Any = None, *, read_only: bool = True):
+    """Open an Ibis backend.
+
+    Parameters
+    ----------
+    source : None, str, Path, ibis backend or SparkSession
+        None: the settings' warehouse DuckDB file; a path ending in ``.duckdb``/``.db``;
+        ``":memory:"``; an Ibis URL (``duckdb://...``, ``postgres://...``, ``pyspark://``...);
+        an Ibis backend (returned as is); a ``pyspark.sql.SparkSession``.
+    read_only : bool
+        Open DuckDB files read-only (default), so a readout never locks out a writer.
+
+    Raises
+    ------
+    SourceError
+        Naming the source when it cannot be opened.
+    """
+    import ibis
+
+    if source is not None and _is_backend(source):
+        return source
+    if source is not None and type(source).__name__ == "SparkSession":
+        try:
+            return ibis.pyspark.connect(source)
+        except Exception as exc:
+            raise SourceError(f"cannot connect Ibis to the Spark session: {exc}") from exc
+    if source is None:
+        from workbench.config import get_settings
+
+        source = get_settings().warehouse
+        if not Path(source).exists():
+            raise SourceError(
+                f"the default warehouse {str(source)!r} does not exist; "
+                "run `workbench sample-data` or pass a source")
+    if isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
+        text = str(source)
+        if text == ":memory:":
+            return ibis.duckdb.connect()
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise SourceError(f"source {text!r} does not exist")
+        if path.is_dir() or text.endswith(FILE_SUFFIXES):
+            raise SourceError(
+                f"source {text!r} is a data file or folder; use "
+                "register_files(connect(':memory:'), {'events': path, ...})")
+        try:
+            return ibis.duckdb.connect(str(path), read_only=read_only)
+        except Exception as exc:
+            raise SourceError(f"cannot open DuckDB file {text!r}: {exc}") from exc
+    if isinstance(source, str):
+        try:
+            return ibis.connect(source)
+        except Exception as exc:
+            raise SourceError(f"cannot connect to {source!r}: {exc}") from exc
+    raise SourceError(f"unsupported source {source!r}: give a path, an Ibis URL or a backend")
+
+
+def register_files(con, files: Mapping[str, str | Path]):
+    """Register Parquet/CSV files (or globs) as tables of ``con`` and return ``con``.
+
+    Raises
+    ------
+    SourceError
+        Naming the table and file when a file cannot be read.
+    """
+    for table, path in files.items():
+        text = str(path)
+        if "*" not in text and not Path(text).exists():
+            raise SourceError(f"file {text!r} for table {table!r} does not exist")
+        try:
+            if text.endswith(".parquet") or (Path(text).is_dir()):
+                con.read_parquet(text, table_name=table)
+            elif text.endswith((".csv", ".csv.gz", ".tsv")):
+                con.read_csv(text, table_name=table)
+            else:
+                raise SourceError(f"file {text!r} for table {table!r}: expected .parquet or .csv")
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"cannot register {text!r} as table {table!r}: {exc}") from exc
+    return con
+
+
+def table(con, name: str):
+    """The Ibis table ``name`` of ``con``, or a :class:`SourceError` naming it."""
+    try:
+        return con.table(name)
+    except Exception as exc:
+        try:
+            known = ", ".join(sorted(con.list_tables())) or "none"
+        except Exception:  # ibis 12 list_tables fails on duckdb 2.0; ask DuckDB itself
+            try:
+                known = ", ".join(sorted(r[0] for r in con.con.execute("SHOW TABLES")
+                                         .fetchall()))
+            except Exception:
+                known = "unknown"
+        raise SourceError(f"table {name!r} not found in the source (tables: {known})") from exc
