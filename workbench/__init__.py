@@ -10,3 +10,12 @@ __version__ = "0.1.0"
 from workbench.errors import WorkbenchError, WorkbenchWarning  # noqa: E402
 
 __all__ = ["__version__", "WorkbenchError", "WorkbenchWarning"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import workbench` stays instant; ibis loads on first use of wb.Experiment.
+    if name == "Experiment":
+        from workbench.experiment import Experiment
+
+        return Experiment
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -53,6 +53,12 @@ def _run_jobs(args: argparse.Namespace) -> int:
     return runner.main_jobs(args)
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from workbench import tracking
+
+    return tracking.main_sync(args)
+
+
 def _publish(args: argparse.Namespace) -> int:
     from workbench import publish
 
@@ -97,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difference", default="relative", choices=["relative", "absolute"])
     p.add_argument("--correction", default=None, choices=["holm", "bh", "bonferroni"])
     p.add_argument("--output", default=None, help="CSV or JSON output (default: print)")
+    p.add_argument("--alternative", default="two-sided", choices=["two-sided", "greater", "less"])
+    p.add_argument("--sequential-tuning", type=float, default=5000,
+                   help="expected sample size (both arms) for --method sequential")
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("readout", help="full experiment readout from raw data, in the engine")
@@ -122,7 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-jobs", help="run a YAML list of template runs")
     p.add_argument("jobs", help="jobs YAML file")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_jobs)
+
+    p = sub.add_parser("sync", help="log runs recorded while MLflow was unreachable")
+    p.add_argument("--reports-dir", default=None, help="default: reports/")
+    p.add_argument("--tracking-uri", default=None,
+                   help="default: the URI each run was meant for")
+    p.set_defaults(func=_sync)
 
     p = sub.add_parser("publish", help="mark a run as published for the dashboards")
     p.add_argument("run_id", help="MLflow run id")
@@ -134,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ip", default="127.0.0.1", help="bind address (default localhost only)")
     p.add_argument("--token", default=None, help="require this token (or WORKBENCH_TOKEN)")
     p.add_argument("--dashboard", default=None, help="one dashboard notebook to serve")
+    p.add_argument("--password", action="store_true",
+                   help="require a password (WORKBENCH_PASSWORD, else asked once)")
+    p.add_argument("--all-runs", action="store_true",
+                   help="also offer unpublished runs (a local preview)")
+    p.add_argument("--no-preheat", action="store_true",
+                   help="start each viewer's kernel on request (slower pages, fewer kernels)")
     p.set_defaults(func=_serve)
     return parser
 

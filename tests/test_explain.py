@@ -1,0 +1,110 @@
+"""SHAP explanations: checked against shap's own explainers, closed forms and additivity."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import shap
+import xgboost as xgb
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from workbench.explain import Explanation, explain, explain_uplift
+from workbench.modeling import UpliftModel, compare_models
+
+
+def _numeric(n=800, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["a"] - X["b"] + 0.5 * X["a"] * X["c"])))).astype(int)
+    return X, y
+
+
+def test_xgboost_native_equals_tree_explainer():
+    X, y = _numeric()
+    model = xgb.XGBClassifier(n_estimators=60, max_depth=4, tree_method="hist", random_state=0,
+                              n_jobs=1).fit(X, y)
+    e = explain(model, X, max_samples=None)
+    assert e.method == "xgboost pred_contribs" and e.output_space == "log-odds"
+    ref = shap.TreeExplainer(model)(X)
+    np.testing.assert_allclose(e.values, ref.values, atol=1e-5)
+    np.testing.assert_allclose(e.base_values, ref.base_values, atol=1e-5)
+    margin = model.get_booster().predict(xgb.DMatrix(X), output_margin=True)
+    np.testing.assert_allclose(e.values.sum(1) + e.base_values, margin, atol=1e-4)
+
+
+def test_one_hot_pipeline_sums_to_the_linear_closed_form():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.normal(size=600), "dev": rng.choice(["d", "m", "t"], 600)})
+    df["label"] = (rng.random(600) < np.where(df["dev"] == "m", 0.6, 0.3)).astype(int)
+    comp = compare_models(df, "label", models=["logistic_regression"], cv=2, progress=False)
+    model = comp.models["logistic_regression"]
+    X = comp.prepare(df)
+    e = explain(model, X, max_samples=None, background_size=600)
+    # Linear SHAP with independent features: coef_k * (z_k - mean z_k), summed per feature.
+    encoder, lr = model[:-1], model[-1]
+    Z = encoder.transform(X)
+    Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
+    contrib = lr.coef_[0] * (Z - Z.mean(axis=0))
+    names = list(encoder.get_feature_names_out())
+    dev_cols = [i for i, n in enumerate(names) if n.startswith("dev_")]
+    np.testing.assert_allclose(e.values[:, 0], contrib[:, names.index("a")], atol=1e-8)
+    np.testing.assert_allclose(e.values[:, 1], contrib[:, dev_cols].sum(1), atol=1e-8)
+    np.testing.assert_allclose(e.values.sum(1) + e.base_values, model.decision_function(X),
+                               atol=1e-8)
+    assert e.importance()["feature"].tolist()[0] == "dev"
+
+
+def test_sklearn_forest_and_model_agnostic_paths_are_additive():
+    X, y = _numeric(400, seed=2)
+    forest = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=0).fit(X, y)
+    e = explain(forest, X, max_samples=100)
+    assert e.method == "shap.TreeExplainer" and e.output_space == "probability"
+    np.testing.assert_allclose(e.values.sum(1) + e.base_values,
+                               forest.predict_proba(e.data)[:, 1], atol=1e-6)
+    lr = LogisticRegression().fit(X, y)                 # not a tree, not a pipeline
+    e = explain(lr, X, max_samples=40, background_size=30)
+    assert e.method == "shap.PermutationExplainer" and e.output_space == "probability"
+    np.testing.assert_allclose(e.values.sum(1) + e.base_values,
+                               lr.predict_proba(e.data)[:, 1], atol=1e-8)
+    assert set(e.importance()["feature"].head(2)) == {"a", "b"}
+
+
+def test_explain_uplift_t_learner_is_the_difference_of_shap_values():
+    rng = np.random.default_rng(4)
+    n = 3000
+    X = pd.DataFrame({"a": rng.normal(size=n), "noise": rng.normal(size=n),
+                      "dev": rng.choice(["desktop", "mobile"], n)})
+    t = rng.integers(0, 2, n)
+    p = 0.3 + 0.25 * t * (X["dev"] == "mobile") + 0.1 * (X["a"] > 0)
+    y = (rng.random(n) < p).astype(int)
+    model = UpliftModel(learner="t").fit(X, t, y)
+    e = explain_uplift(model, X, max_samples=500)
+    Xp = model.transform_features(e.data)
+    sv = {arm: shap.TreeExplainer(m)(Xp).values for arm, m in model.outcome_models_.items()}
+    np.testing.assert_allclose(e.values, sv["treatment"] - sv["control"], atol=1e-5)
+    assert "log-odds" in e.output_space
+    assert e.importance()["feature"].iloc[0] == "dev"     # the effect lives on device
+    xm = UpliftModel(learner="x").fit(X, t, y)
+    ex = explain_uplift(xm, X, max_samples=500)
+    np.testing.assert_allclose(ex.values.sum(1) + ex.base_values, xm.predict(ex.data), atol=1e-5)
+    assert ex.importance()["feature"].iloc[0] == "dev"
+
+
+def test_explanation_object_and_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"a": rng.normal(size=300), "dev": pd.Categorical(rng.choice(list("xyz"), 300))})
+    y = (X["a"] + (X["dev"] == "x") > 0.5).astype(int)
+    model = xgb.XGBClassifier(n_estimators=20, enable_categorical=True, tree_method="hist",
+                              n_jobs=1).fit(X, y)
+    e = explain(model, X, max_samples=200)
+    assert isinstance(e, Explanation) and e.values.shape == (200, 2)
+    assert list(e.to_frame().columns) == ["feature", "mean_abs_shap", "mean_shap", "share"]
+    assert e.to_frame()["share"].sum() == pytest.approx(1)
+    assert "top features" in e.summary() and "<table" in e._repr_html_()
+    for kind in ("bar", "beeswarm", "dependence"):
+        assert e.plot(kind) is not None
+    assert e.plot("dependence", feature="dev") is not None

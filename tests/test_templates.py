@@ -1,0 +1,184 @@
+"""Every template (and the quickstart notebook) executed through papermill on the small sample."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from workbench import runner, tracking
+from workbench.config import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ["ab_test", "model_experiment", "explain", "drift_report"]
+
+
+def test_templates_are_thin_and_have_literal_parameters():
+    for name in TEMPLATES:
+        path = ROOT / "templates" / f"{name}.ipynb"
+        book = nbformat.read(path, as_version=4)
+        assert book.metadata["kernelspec"]["name"] == "python3"
+        params = runner.read_parameters(path)  # literals only, or it raises
+        assert "source" in params
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert "\ndef " not in f"\n{cell.source}" and "\nclass " not in f"\n{cell.source}"
+    jobs = runner.load_jobs(ROOT / "templates" / "demo_jobs.yml")  # validates every job
+    assert sorted(Path(j["template"]).stem for j in jobs) == sorted(TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def executed(small_warehouse, tmp_path_factory):
+    """All templates + the quickstart, 2 at a time, each in its own process, one SQLite file."""
+    root = tmp_path_factory.mktemp("templates")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.setenv("WORKBENCH_REPORTS_DIR", str(root / "reports"))
+    mp.delenv(tracking.ENV_RUN_DIR, raising=False)
+    src = str(small_warehouse)
+    small = {"source": src, "sample_rows": 3000}
+    jobs = [
+        {"template": "ab_test", "name": None, "cell_timeout": None,
+         "parameters": {"source": src, "pymc_draws": 0, "segments": ["device"]}},
+        {"template": "model_experiment", "name": None, "cell_timeout": None,
+         "parameters": {**small, "cv": 2}},
+        {"template": "explain", "name": None, "cell_timeout": None,
+         "parameters": {**small, "max_samples": 200}},
+        {"template": "drift_report", "name": None, "cell_timeout": None,
+         "parameters": {"source": src, "max_rows": 2000}},
+        {"template": str(ROOT / "notebooks" / "1.0-wb-quickstart.ipynb"), "name": None,
+         "cell_timeout": None, "parameters": {"source": src}},
+    ]
+    results = runner.run_jobs(jobs, parallel=2, progress=False)
+    yield {r["template"]: r for r in results}, f"sqlite:///{root / 'mlflow.db'}", root
+    mp.undo()
+
+
+def _run(executed, template):
+    results, uri, _ = executed
+    r = results[template]
+    assert r["exit_code"] == 0, r["message"]
+    assert r["synced"]
+    run_dir = Path(r["run_dir"])
+    return run_dir, json.loads((run_dir / "run.json").read_text()), uri
+
+
+def _sql(path, query):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(query).df()
+
+
+def test_ab_test(executed, small_warehouse):
+    run_dir, record, uri = _run(executed, "ab_test")
+    assert {"results", "segments", "timeseries", "validation"} <= set(record["tables"])
+    assert {"decision", "srm_p_value"} <= set(record["summary"])
+    assert record["tags"]["workbench.data_fingerprint"] == tracking.fingerprint(small_warehouse)
+    results = pd.read_parquet(run_dir / "tables" / "results.parquet")
+    # independent: counts, conversion and SRM from SQL on the raw tables, scipy's chi-square
+    raw = _sql(small_warehouse, """
+        WITH x AS (SELECT * FROM experiments WHERE experiment_id = 'checkout_redesign'),
+        a AS (SELECT a.user_id, a.variant, a.assigned_at FROM assignments a
+              WHERE experiment_id = 'checkout_redesign' AND user_id IN (
+                  SELECT user_id FROM assignments WHERE experiment_id = 'checkout_redesign'
+                  GROUP BY 1 HAVING count(DISTINCT variant) = 1))
+        SELECT a.variant, count(*) AS n, avg(CASE WHEN EXISTS (
+            SELECT 1 FROM events e WHERE e.user_id = a.user_id AND e.event_type = 'order'
+              AND e.event_time >= a.assigned_at
+              AND e.event_time < (SELECT max(end_date) FROM x) + INTERVAL 1 DAY)
+            THEN 1.0 ELSE 0.0 END) AS conversion
+        FROM a GROUP BY 1 ORDER BY 1""").set_index("variant")
+    srm = sps.chisquare(raw["n"], raw["n"].sum() / 3 * np.ones(3)).pvalue
+    assert record["summary"]["srm_p_value"] == pytest.approx(srm, rel=1e-6)
+    conv = results[results["metric"] == "conversion"].set_index("variant")
+    for variant in ["treatment_a", "treatment_b"]:
+        assert conv.loc[variant, "n_variant"] == raw.loc[variant, "n"]
+        if not conv.loc[variant, "cuped"]:
+            assert conv.loc[variant, "control_mean"] == pytest.approx(raw.loc["control", "conversion"])
+            assert conv.loc[variant, "variant_mean"] == pytest.approx(raw.loc[variant, "conversion"])
+    from mlflow.tracking import MlflowClient
+
+    mrun = MlflowClient(uri).get_run(record["mlflow_run_id"])
+    assert MlflowClient(uri).get_experiment(mrun.info.experiment_id).name == "checkout_redesign"
+    lift = conv.loc["treatment_a", "effect"]
+    assert mrun.data.metrics["conversion.treatment_a.lift"] == pytest.approx(lift)
+    assert "bayes.conversion.treatment_a.chance_to_win" in mrun.data.metrics
+    html = (run_dir / "report.html").read_text()
+    assert html.count("data:image/png") >= 4  # figures inline in the stakeholder report
+    assert "experiment.analyze(" not in html  # code hidden
+
+
+def test_model_experiment_logs_a_model_with_signature(executed, small_warehouse):
+    import mlflow.pyfunc
+
+    run_dir, record, uri = _run(executed, "model_experiment")
+    assert record["models"] == ["best_model"] and "scores" in record["tables"]
+    scores = pd.read_parquet(run_dir / "tables" / "scores.parquet")
+    assert len(scores) >= 2  # scikit-learn and xgboost compared
+    model = mlflow.pyfunc.load_model(str(run_dir / "models" / "best_model"))
+    assert model.metadata.signature is not None
+    data = _sql(small_warehouse, "SELECT * FROM model_data WHERE period = 'current'")
+    features = [c.name for c in model.metadata.signature.inputs.inputs]
+    assert set(features) <= set(data.columns)
+    assert record["summary"]["best_model"] in set(scores["model"])
+    # the in-sample predictions of the logged model are informative (independent AUC)
+    example = json.loads((run_dir / "models" / "best_model" / "input_example.json").read_text())
+    assert example
+    assert 0.5 < max(v for k, v in record["metrics"].items() if k.endswith("roc_auc")) <= 1
+
+
+def test_explain(executed):
+    run_dir, record, _ = _run(executed, "explain")
+    imp = pd.read_parquet(run_dir / "tables" / "shap_importance.parquet")
+    assert len(imp) > 3 and record["summary"]["top_feature"] == str(imp.iloc[0, 0])
+    assert {"shap_importance", "shap_beeswarm"} <= set(record["figures"])
+    assert "uplift_shap_importance" in record["tables"]
+
+
+def test_drift_report(executed, small_warehouse):
+    run_dir, record, _ = _run(executed, "drift_report")
+    drift = pd.read_parquet(run_dir / "tables" / "drift.parquet")
+    assert record["summary"]["dataset_drift"] in (True, False)
+    assert (run_dir / "artifacts" / "evidently" / "evidently_drift.html").stat().st_size > 10_000
+    # independent: a two-sample KS test on every numeric column; the strongest shift must be
+    # among the columns the template flags
+    data = _sql(small_warehouse, "SELECT * FROM model_data")
+    ref, cur = data[data.period == "reference"], data[data.period == "current"]
+    numeric = [c for c in drift["column"] if c in data and pd.api.types.is_float_dtype(data[c])]
+    ks = {c: sps.ks_2samp(ref[c].dropna(), cur[c].dropna()).statistic for c in numeric}
+    strongest = max(ks, key=ks.get)
+    assert drift.set_index("column").loc[strongest, "drifted"]
+
+
+def test_quickstart_notebook(executed):
+    run_dir, record, _ = _run(executed, "1.0-wb-quickstart")
+    executed_nb = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
+    assert all(c.get("execution_count") for c in executed_nb.cells if c.cell_type == "code")
+    # the notebook's own start_run made a second, nested record
+    root = executed[2]
+    assert list((root / "reports" / "quickstart").glob("*/*/run.json"))
+    assert get_settings  # settings resolved in the kernel from the same environment
+
+
+@pytest.mark.slow
+def test_ab_test_with_pymc_models(small_warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WORKBENCH_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.delenv(tracking.ENV_RUN_DIR, raising=False)
+    result = runner.run_template("ab_test", {"source": str(small_warehouse), "pymc_draws": 300,
+                                             "pymc_chains": 2, "segments": ["device"]},
+                                 progress=False)
+    assert result.ok, result.message
+    hurdle = pd.read_parquet(result.run_dir / "tables" / "revenue_hurdle.parquet")
+    results = pd.read_parquet(result.run_dir / "tables" / "results.parquet")
+    # the hurdle model's revenue per user is close to the observed means (weak priors)
+    obs = results[results["metric"] == "revenue_per_user"].set_index("variant")
+    for _, row in hurdle[hurdle["metric"] == "revenue_per_user"].iterrows():
+        if row["variant"] in obs.index and not obs.loc[row["variant"], "cuped"]:
+            assert row["variant_mean"] == pytest.approx(obs.loc[row["variant"], "variant_mean"],
+                                                        rel=0.3)
+    assert "hierarchical" in result.record["tables"]
