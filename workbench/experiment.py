@@ -628,8 +628,7 @@ class Experiment:
             het = heterogeneity(None)
             if segments:
                 seg_stats = self.sufficient_stats(segments=list(segments), top_n=top_n)
-                seg_frame = stats_analyze(seg_stats, correction=None, **kw).to_frame()
-                seg_frame = self._segment_correction(seg_frame, segment_correction, alpha)
+                seg_frame = self._segment_results(seg_stats, segment_correction, kw)
                 seg_frame = self._decorate(seg_frame, seg_stats, alpha, report,
                                            adjusted=segment_correction is not None)
                 if method == "frequentist":
@@ -652,28 +651,24 @@ class Experiment:
             decisions=decisions, decision=decision, segment_correction=segment_correction)
 
     @staticmethod
-    def _segment_correction(frame: pd.DataFrame, method: str | None, alpha: float):
-        frame = frame.copy()
-        frame["ci_lower_unadjusted"] = frame["ci_lower"]
-        frame["ci_upper_unadjusted"] = frame["ci_upper"]
-        if method is None or frame.empty or frame["p_value"].isna().all():
-            frame["p_value_adjusted"] = frame["p_value"]
-            return frame
-        from workbench.stats.corrections import adjust
+    def _segment_results(seg_stats: pd.DataFrame, method: str | None, kw: dict) -> pd.DataFrame:
+        """Segment rows, corrected across the segments of each metric x variant x dimension.
 
-        fam = frame.groupby(["metric", "variant", "dimension"], sort=False).ngroup().to_numpy()
-        p = frame["p_value"].to_numpy(float)
-        adj = adjust(p, fam, method)
-        frame["p_value_adjusted"] = adj
-        # widen each interval to the level alpha * p / p_adj (see workbench.stats.corrections),
-        # so an adjusted interval excludes 0 exactly when p_adj < alpha
-        with np.errstate(divide="ignore", invalid="ignore"):
-            level = np.where((adj > 0) & np.isfinite(adj), alpha * p / adj, alpha)
-        scale = np.where(np.isfinite(level) & (level > 0),
-                         [_z(lv) / _z(alpha) for lv in np.clip(level, 1e-300, 1)], 1.0)
-        centre = frame["effect"].to_numpy(float)
-        frame["ci_lower"] = centre - (centre - frame["ci_lower"].to_numpy(float)) * scale
-        frame["ci_upper"] = centre + (frame["ci_upper"].to_numpy(float) - centre) * scale
+        The engine adjusts p-values and intervals together (also for sequential intervals); the
+        uncorrected interval is kept beside it for readers who look at one segment only.
+        """
+        from workbench.stats import analyze as stats_analyze
+
+        raw = stats_analyze(seg_stats, correction=None, **kw).to_frame()
+        if method is None or raw.empty or raw["p_value"].isna().all():
+            frame = raw.copy()
+            frame["p_value_adjusted"] = frame["p_value"]
+        else:
+            frame = stats_analyze(seg_stats, correction=method,
+                                  correction_family=["metric", "variant", "dimension"],
+                                  **kw).to_frame()
+        frame["ci_lower_unadjusted"] = raw["ci_lower"].to_numpy()
+        frame["ci_upper_unadjusted"] = raw["ci_upper"].to_numpy()
         return frame
 
     def _decorate(self, res: pd.DataFrame, stats: pd.DataFrame, alpha: float,
