@@ -411,7 +411,7 @@ class Experiment:
 
     @staticmethod
     def _window(a, x, experiment_id, control, start_date, end_date, planned_weights):
-        from workbench.metrics import _execute
+        from workbench.data.sources import execute as _execute
 
         variants, weights, ctrl = [], [], None
         start = end = None
@@ -465,7 +465,7 @@ class Experiment:
         outside the dates, events in the experiment before the unit's exposure (ignored by the
         metrics), NaN/inf values of numeric event columns (ignored), NULL keys.
         """
-        from workbench.metrics import _execute
+        from workbench.data.sources import execute as _execute
 
         w = self.window
         a = self.assignments.filter(self.assignments.experiment_id == self.experiment_id)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.data.sources import execute as _execute
 from workbench.errors import MetricDefinitionError, SourceError
 
 KINDS = ("proportion", "mean", "ratio")
@@ -774,10 +775,3 @@ class MetricCompiler:
             out |= {f"{m.name}|positive_n": pos.cast("float64"), f"{m.name}|log_sum": ly,
                     f"{m.name}|log_sum_squares": ly * ly}
         return out
-
-
-def _execute(expr) -> pd.DataFrame:
-    try:
-        return expr.execute()
-    except Exception as exc:  # engine errors carry the SQL context; keep the message short
-        raise SourceError(f"the engine failed to compute the statistics: {exc}") from exc

@@ -120,3 +120,13 @@ def table(con, name: str):
             except Exception:
                 known = "unknown"
         raise SourceError(f"table {name!r} not found in the source (tables: {known})") from exc
+
+
+def execute(expr):
+    """Run an Ibis expression and return a DataFrame; engine failures become a short
+    :class:`~workbench.errors.SourceError` (the engine's own message, without its SQL dump)."""
+    try:
+        return expr.execute()
+    except Exception as exc:  # engine errors carry the SQL context; keep the message short
+        raise SourceError(f"the engine failed to compute the statistics: {exc}") from exc
+

@@ -8,29 +8,13 @@ import numpy as np
 import pandas as pd
 
 from workbench.stats import schema
+from workbench.summary import Summary
 
 
 def _fmt(x, pct=False):
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "-" if x is None or np.isnan(x) else ("inf" if x > 0 else "-inf")
     return f"{x:+.2%}" if pct else f"{x:.4g}"
-
-
-class Summary(str):
-    """Text that displays as itself (not as a quoted string) and as HTML in Jupyter."""
-
-    html: str = ""
-
-    def __new__(cls, text: str, html_text: str = ""):
-        obj = super().__new__(cls, text)
-        obj.html = html_text
-        return obj
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        return self.html or f"<pre>{html.escape(str(self))}</pre>"
 
 
 @dataclass(frozen=True)
