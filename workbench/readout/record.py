@@ -1,0 +1,229 @@
+"""The readout record: everything one readout produced, in one versioned shape.
+
+A template logs it in one call (``tracking.log_record(record)``), a dashboard loads it in one
+call (``ReadoutRecord.from_logged(run.summary, run.tables)``) and renders it; nothing downstream
+re-derives a verdict, a decision or a threshold. The table names below are the only place they
+are written.
+
+>>> record = ReadoutRecord.from_result(result, bayesian=bayes)
+>>> tracking.log_record(record)                        # tables, metrics, tags, summary
+>>> again = ReadoutRecord.from_logged(summary, tables)  # what the dashboard reads
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workbench.errors import DataError
+
+SCHEMA_VERSION = 1
+SCHEMA_KEY = "readout_schema"
+
+# The readout's table names: written here only.
+RESULTS = "results"
+SEGMENTS = "segments"
+HETEROGENEITY = "heterogeneity"
+TIMESERIES = "timeseries"
+VALIDATION = "validation"
+BAYESIAN = "bayesian"
+REVENUE_HURDLE = "revenue_hurdle"
+HIERARCHICAL = "hierarchical"
+STATS = "stats"
+TABLES = (RESULTS, SEGMENTS, HETEROGENEITY, TIMESERIES, VALIDATION, BAYESIAN, REVENUE_HURDLE,
+          HIERARCHICAL, STATS)
+
+# MLflow metric fields per overall row: column -> metric key suffix.
+METRIC_FIELDS = {"effect": "lift", "ci_lower": "ci_lower", "ci_upper": "ci_upper",
+                 "p_value": "p_value", "p_value_adjusted": "p_value_adjusted",
+                 "chance_to_win": "chance_to_win"}
+_SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
+            "decision", "srm_p_value", "trustworthy")
+
+
+def overall_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows of a results table that are neither a segment nor a day."""
+    if frame is None:
+        return None
+    rows = frame
+    if "dimension" in rows.columns:
+        rows = rows[rows["dimension"].isna() | (rows["dimension"] == "(all)")]
+    if "date" in rows.columns:
+        rows = rows[rows["date"].isna()]
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class ReadoutRecord:
+    """What a readout decided and the tables it decided from.
+
+    Attributes
+    ----------
+    experiment_id, method, difference, control : str
+    alpha : float
+    correction : str or None
+        Correction across the metrics x variants of the results table.
+    decision : str
+        The one-line decision, worded by :mod:`workbench.readout.decision`.
+    decisions : dict
+        Variant -> its decision.
+    reasons : dict
+        Variant -> the sentences that explain its decision (may be empty).
+    srm_p_value : float
+    trustworthy : bool
+        False when a data-quality error (SRM included) makes the results unreliable.
+    notes : list of str
+        One sentence per section that was skipped or adapted, and why.
+    tables : dict of str to DataFrame
+        Keyed by the names in :data:`TABLES`; absent sections are absent keys.
+    schema_version : int
+    """
+
+    experiment_id: str
+    method: str
+    alpha: float
+    difference: str
+    control: str
+    decision: str
+    srm_p_value: float
+    trustworthy: bool
+    correction: str | None = None
+    decisions: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    tables: dict = field(default_factory=dict, repr=False)
+    schema_version: int = SCHEMA_VERSION
+
+    # -- building ----------------------------------------------------------------------
+    @classmethod
+    def from_result(cls, result: Any, *, bayesian: Any = None,
+                    extra: Mapping[str, pd.DataFrame] | None = None,
+                    notes: Sequence[str] = ()) -> ReadoutRecord:
+        """The record of an :class:`~workbench.readout.result.AnalysisResult`.
+
+        Parameters
+        ----------
+        result : AnalysisResult
+        bayesian : AnalysisResult, optional
+            A Bayesian readout of the same experiment (its results become ``bayesian``).
+        extra : mapping, optional
+            More tables by name (``revenue_hurdle``, ``hierarchical``); each name must be one
+            of :data:`TABLES`.
+        notes : sequence of str
+            Sentences about skipped sections.
+        """
+        tables = {RESULTS: result.results, VALIDATION: result.validation.to_frame(),
+                  STATS: result.stats}
+        for name, frame in ((SEGMENTS, result.segments), (HETEROGENEITY, result.heterogeneity),
+                            (TIMESERIES, result.timeseries)):
+            if frame is not None and len(frame):
+                tables[name] = frame
+        if bayesian is not None:
+            tables[BAYESIAN] = bayesian.results
+        for name, frame in (extra or {}).items():
+            if name not in TABLES:
+                raise DataError(f"unknown readout table {name!r}; expected one of {TABLES}")
+            if frame is not None:
+                tables[name] = frame
+        return cls(experiment_id=result.experiment_id, method=result.method,
+                   alpha=float(result.alpha), difference=result.difference,
+                   control=result.control, correction=getattr(result, "correction", None),
+                   decision=result.decision, decisions=dict(result.decisions),
+                   reasons=dict(getattr(result, "reasons", {}) or {}),
+                   srm_p_value=float(result.srm_p_value),
+                   trustworthy=bool(result.trustworthy),
+                   notes=[*getattr(result, "notes", ()), *notes],
+                   tables={k: v.reset_index(drop=True) for k, v in tables.items()})
+
+    @classmethod
+    def from_logged(cls, summary: Mapping[str, Any],
+                    tables: Mapping[str, pd.DataFrame]) -> ReadoutRecord:
+        """The record as a run logged it (``run.json``'s summary and the run's tables).
+
+        Raises
+        ------
+        DataError
+            The summary is not a readout record, or one of another schema version.
+        """
+        version = summary.get(SCHEMA_KEY)
+        if version is None:
+            raise DataError("this run logged no readout record (no "
+                            f"{SCHEMA_KEY!r} in its summary)")
+        if int(version) != SCHEMA_VERSION:
+            raise DataError(f"readout record schema {version} is not supported "
+                            f"(this workbench reads schema {SCHEMA_VERSION})")
+        srm = summary.get("srm_p_value")
+        return cls(experiment_id=str(summary.get("experiment_id", "")),
+                   method=str(summary.get("method", "")),
+                   alpha=float(summary.get("alpha", 0.05)),
+                   difference=str(summary.get("difference", "relative")),
+                   control=str(summary.get("control", "")),
+                   correction=summary.get("correction"),
+                   decision=str(summary.get("decision", "")),
+                   decisions=dict(summary.get("decisions") or {}),
+                   reasons={k: list(v) for k, v in (summary.get("reasons") or {}).items()},
+                   srm_p_value=float("nan") if srm is None else float(srm),
+                   trustworthy=bool(summary.get("trustworthy", False)),
+                   notes=list(summary.get("notes") or []),
+                   tables={k: v for k, v in tables.items() if k in TABLES},
+                   schema_version=int(version))
+
+    # -- reading -----------------------------------------------------------------------
+    def table(self, name: str) -> pd.DataFrame | None:
+        """The table ``name`` (one of :data:`TABLES`), or None when the readout has none."""
+        if name not in TABLES:
+            raise DataError(f"unknown readout table {name!r}; expected one of {TABLES}")
+        return self.tables.get(name)
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The overall results (one row per metric x treatment variant)."""
+        return overall_rows(self.tables[RESULTS])
+
+    def summary_dict(self) -> dict:
+        """The JSON-able scalars of the record (``run.json``'s ``summary``)."""
+        out = {name: getattr(self, name) for name in _SCALARS}
+        out.update(decisions=self.decisions, reasons=self.reasons, notes=list(self.notes),
+                   tables=sorted(self.tables))
+        out[SCHEMA_KEY] = self.schema_version
+        return _jsonable(out)
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics: ``<metric>.<variant>.<field>`` for every overall results row (the
+        same numbers every surface shows), ``bayes.``-prefixed for the Bayesian table, and
+        ``srm_p_value``. Non-finite values are left out."""
+        out: dict[str, float] = {}
+        for prefix, name in (("", RESULTS), ("bayes.", BAYESIAN)):
+            frame = overall_rows(self.tables.get(name))
+            if frame is None:
+                continue
+            for row in frame.to_dict("records"):
+                for col, label in METRIC_FIELDS.items():
+                    value = row.get(col)
+                    if value is not None and isinstance(value, int | float) \
+                            and math.isfinite(float(value)):
+                        out[f"{prefix}{row['metric']}.{row['variant']}.{label}"] = float(value)
+        if math.isfinite(self.srm_p_value):
+            out["srm_p_value"] = self.srm_p_value
+        return out
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags: schema version, trustworthiness and the decision."""
+        return {"workbench.readout_schema": str(self.schema_version),
+                "workbench.trustworthy": str(self.trustworthy).lower(),
+                "workbench.decision": self.decision[:250]}
