@@ -1,4 +1,4 @@
-"""Benchmark of the PyMC models (workbench.stats.bayes_pymc).
+"""Benchmark of the PyMC models (workbench.stats.pymc).
 
 1. Hierarchical model, 20 segments, 4 chains x 1000 draws (+1000 tune): end to end on the first
    fit of its shape (build + nutpie compile + sample), then warm fits of the same shape (cached
@@ -21,7 +21,7 @@ import pandas as pd
 t_import = time.perf_counter()
 import pymc  # noqa: E402, F401  (imported here so its import time is reported apart)
 
-from workbench.stats import bayes_pymc as bp  # noqa: E402
+from workbench.stats import pymc as bp  # noqa: E402
 
 t_import = time.perf_counter() - t_import
 
@@ -67,7 +67,7 @@ def ess_per_s(res, seconds):
 def main() -> None:
     warnings.simplefilter("ignore")
     print("PyMC benchmark (2 shared cores; the machine was noisy: read ratios, not absolutes)")
-    print(f"import workbench.stats.bayes_pymc + pymc: {t_import:.1f} s")
+    print(f"import workbench.stats.pymc + pymc: {t_import:.1f} s")
 
     for kind, label in (("mean", "normal likelihood (8 schools)"), ("proportion", "binomial likelihood")):
         first, first_cpu, res = timed_cpu(lambda kind=kind: bp.hierarchical(segments(0, kind), random_seed=0,

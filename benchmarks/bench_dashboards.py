@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,70 +34,25 @@ def _free_port() -> int:
 
 
 def make_run(base: Path, users: int) -> tuple[str, Path, str]:
-    """A published readout run with its report.html: (run id, report path, decision)."""
+    """A published readout run of the ab_test template with its report.html:
+    (run id, report path, decision)."""
     os.environ["WORKBENCH_REPORTS_DIR"] = str(base / "reports")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
-    from workbench import publish, runner
+    from workbench import runner
+    from workbench.dashboards import catalogue
     from workbench.data.sample import generate
 
     warehouse = base / "warehouse.duckdb"
     generate(warehouse, seed=11, n_users=users, progress=False)
-    template = ROOT / "templates" / "ab_test.ipynb"
-    if template.exists():  # the real thing: the template run a scheduler would do
-        result = runner.run_template("ab_test", {"source": str(warehouse),
-                                                 "experiment_id": EXPERIMENT}, progress=False)
-        if not result.ok:
-            sys.exit(f"template run failed: {result.message}")
-        run_dir, run_id = result.run_dir, result.mlflow_run_id
-    else:  # until the template exists: the same tables and an equivalent executed report
-        run_dir, run_id = _run_without_template(warehouse)
-    publish.publish(run_id)
-    decision = publish.load_run(run_id).summary["decision"]
+    # the real thing: the template run a scheduler would do
+    result = runner.run_template("ab_test", {"source": str(warehouse),
+                                             "experiment_id": EXPERIMENT}, progress=False)
+    if not result.ok:
+        sys.exit(f"template run failed: {result.message}")
+    run_dir, run_id = result.run_dir, result.mlflow_run_id
+    catalogue.publish(run_id)
+    decision = catalogue.load_run(run_id).summary["decision"]
     return run_id, run_dir / "report.html", decision
-
-
-def _run_without_template(warehouse: Path) -> tuple[Path, str]:
-    import nbformat
-    from nbclient import NotebookClient
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    from workbench import tracking
-    from workbench.runner import export_html
-
-    code = [
-        "import warnings; warnings.simplefilter('ignore')\n"
-        "from workbench.experiment import Experiment\n"
-        f"exp = Experiment.from_source({str(warehouse)!r}, {EXPERIMENT!r})\n"
-        "result = exp.analyze(method='frequentist', segments=['device'])",
-        "from IPython.display import HTML; HTML(f'<h2>Decision</h2><p>{result.decision}</p>')",
-        "result",
-        "result.validation",
-        "result.plot_forest();",
-        "result.plot_timeseries('conversion');",
-        "result.plot_segments('conversion', 'device');",
-    ]
-    nb = new_notebook(cells=[new_code_cell(c) for c in code])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    from workbench.experiment import Experiment
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = Experiment.from_source(str(warehouse), EXPERIMENT).analyze(
-            method="frequentist", segments=["device"])
-    with tracking.start_run("ab_test", EXPERIMENT, experiment=EXPERIMENT,
-                            parameters={"experiment_id": EXPERIMENT}) as run:
-        run.log_table(result.results, "results")
-        run.log_table(result.segments, "segments")
-        run.log_table(result.timeseries, "timeseries")
-        run.log_table(result.validation.to_frame(), "validation")
-        run.log_summary({"decision": result.decision, "srm_p_value": result.srm_p_value})
-        NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(run.run_dir)}},
-                       env=dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")
-                       ).execute()
-        nbformat.write(nb, run.run_dir / "notebook.ipynb")
-        export_html(run.run_dir / "notebook.ipynb", run.run_dir / "report.html")
-    return run.run_dir, run.mlflow_run_id
 
 
 def _launch(p):
@@ -131,13 +85,13 @@ def _wait_for(predicate, timeout: float) -> None:
 def time_dashboard(browser, base: Path, run_id: str, decision: str, loads: int,
                    preheat: bool) -> tuple[float, list[float]]:
     """(server start seconds, load times) of the experiment dashboard served by Voilà."""
-    from workbench import publish
+    from workbench.dashboards import server as dashboards
 
     port = _free_port()
     log = base / f"voila-{preheat}.log"
     t0 = time.perf_counter()
     with open(log, "w") as out:
-        server = publish.start_server(publish.dashboard_target("experiment"), port=port,
+        server = dashboards.start_server(dashboards.dashboard_target("experiment"), port=port,
                                       config_dir=base / f"config-{preheat}", preheat=preheat,
                                       stdout=out, stderr=subprocess.STDOUT)
     try:

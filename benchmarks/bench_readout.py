@@ -80,7 +80,7 @@ def _dates(path):
 
 
 def run_workbench(path):
-    from workbench.experiment import Experiment
+    from workbench.readout.experiment import Experiment
 
     exp = Experiment.from_source(path, metrics=METRICS)
     return exp.sufficient_stats()
@@ -89,7 +89,7 @@ def run_workbench(path):
 def run_workbench_full(path):
     import warnings
 
-    from workbench.experiment import Experiment
+    from workbench.readout.experiment import Experiment
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

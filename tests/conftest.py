@@ -50,3 +50,45 @@ def faulty_warehouse(_faulty):
 def faulty_truth(_faulty):
     """The :class:`~workbench.data.sample.SampleTruth` of ``faulty_warehouse`` (``.faults``)."""
     return _faulty[1]
+
+
+def _per_unit_sample(path):
+    """The sample experiment as a per-unit table, computed with pandas from the raw rows
+    (independent of the metrics compiler): one row per assigned user (crossovers dropped), the
+    outcomes over ``[assigned_at, end_date + 1 day)``, pre-period values over the 14 days before
+    the start, the ``users`` attributes."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    con = duckdb.connect(str(path), read_only=True)
+    plan = con.execute("select * from experiments where experiment_id = 'checkout_redesign'").df()
+    a = con.execute("select * from assignments where experiment_id = 'checkout_redesign'").df()
+    ev = con.execute("select * from events").df()
+    users = con.execute("select * from users").df()
+    con.close()
+    start = pd.Timestamp(plan.start_date.min())
+    end = pd.Timestamp(plan.end_date.max()) + pd.Timedelta(days=1)
+    per = a.sort_values("assigned_at").groupby("user_id").agg(
+        variant=("variant", "first"), n_var=("variant", "nunique"), assigned_at=("assigned_at", "min"))
+    per = per[per.n_var == 1].drop(columns="n_var").reset_index()
+    ev = ev.merge(per[["user_id", "assigned_at"]], on="user_id")
+    during = (ev.event_time >= ev.assigned_at) & (ev.event_time < end)
+    pre = (ev.event_time >= start - pd.Timedelta(days=14)) & (ev.event_time < start)
+    rev = ev.revenue.where(np.isfinite(ev.revenue), 0.0).fillna(0.0)
+    cols = {}
+    for prefix, when in (("", during), ("pre_", pre)):
+        order = when & (ev.event_type == "order")
+        cols[f"{prefix}orders"] = order.groupby(ev.user_id).sum()
+        cols[f"{prefix}revenue"] = (rev * order).groupby(ev.user_id).sum()
+        cols[f"{prefix}sessions"] = (when & (ev.event_type == "session")).groupby(ev.user_id).sum()
+    values = pd.DataFrame(cols).reindex(per.user_id).fillna(0.0).reset_index(drop=True)
+    out = pd.concat([per, values], axis=1).merge(users, on="user_id", how="left")
+    out["day"] = out.assigned_at.dt.normalize()
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_units(small_warehouse):
+    """``small_warehouse``'s experiment as a per-unit pandas frame (see ``_per_unit_sample``)."""
+    return _per_unit_sample(small_warehouse)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,13 @@ from workbench.drift import (
     snapshot_verdicts,
 )
 from workbench.errors import DataError
+from workbench.summary import Summary
+
+
+def html_rows(html: str) -> list[list[str]]:
+    """The cells of each row of the HTML tables (header rows included)."""
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S)]
 
 
 def _frames(n: int, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -192,7 +200,13 @@ def test_result_object_renders_and_plots():
     result = drift_table(ref, cur, columns=["shifted", "stable", "plan"])
     assert isinstance(result, DriftResult)
     assert list(result.to_frame()["column"]) == ["shifted", "stable", "plan"]
-    assert "Dataset drift" in result.summary() and "<table" in result._repr_html_()
+    summary = result.summary()
+    assert isinstance(summary, Summary) and "Dataset drift" in summary
+    # one HTML row per column with its verdict, as in the table
+    header, *rows = html_rows(result._repr_html_())
+    shown = {r[0]: r[header.index("drifted")] for r in rows}
+    assert shown == {c: str(d) for c, d in zip(result.table["column"], result.table["drifted"])}
+    assert shown["shifted"] == "True"
     assert result.verdicts()["shifted"] is True
     ax = result.plot()
     assert len(ax.patches) == 3

@@ -1,6 +1,8 @@
 """SHAP explanations: checked against shap's own explainers, closed forms and additivity."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,13 @@ from sklearn.linear_model import LogisticRegression
 
 from workbench.explain import Explanation, explain, explain_uplift
 from workbench.modeling import UpliftModel, compare_models
+from workbench.summary import Summary
+
+
+def html_rows(html: str) -> list[list[str]]:
+    """The cells of each row of the HTML tables (header rows included)."""
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S)]
 
 
 def _numeric(n=800, seed=0):
@@ -104,7 +113,14 @@ def test_explanation_object_and_plots():
     assert isinstance(e, Explanation) and e.values.shape == (200, 2)
     assert list(e.to_frame().columns) == ["feature", "mean_abs_shap", "mean_shap", "share"]
     assert e.to_frame()["share"].sum() == pytest.approx(1)
-    assert "top features" in e.summary() and "<table" in e._repr_html_()
+    summary = e.summary()
+    assert isinstance(summary, Summary) and "top features" in summary
+    # the HTML table lists the features by mean |SHAP|, recomputed here from the values
+    header, *rows = html_rows(e._repr_html_())
+    mean_abs = dict(zip(e.feature_names, np.abs(e.values).mean(axis=0)))
+    assert [r[0] for r in rows] == sorted(mean_abs, key=mean_abs.get, reverse=True)
+    for r in rows:
+        assert float(r[header.index("mean_abs_shap")]) == pytest.approx(mean_abs[r[0]], rel=1e-3)
     for kind in ("bar", "beeswarm", "dependence"):
         assert e.plot(kind) is not None
     assert e.plot("dependence", feature="dev") is not None

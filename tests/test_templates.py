@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from workbench import runner, tracking
 from workbench.config import get_settings
+from workbench.data.fingerprint import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ["ab_test", "model_experiment", "explain", "drift_report"]
@@ -77,7 +78,8 @@ def test_ab_test(executed, small_warehouse):
     run_dir, record, uri = _run(executed, "ab_test")
     assert {"results", "segments", "timeseries", "validation"} <= set(record["tables"])
     assert {"decision", "srm_p_value"} <= set(record["summary"])
-    assert record["tags"]["workbench.data_fingerprint"] == tracking.fingerprint(small_warehouse)
+    assert record["tags"]["workbench.data_fingerprint"] == fingerprint(small_warehouse)
+    assert record["tags"]["workbench.data_source"] == str(Path(small_warehouse).resolve())
     results = pd.read_parquet(run_dir / "tables" / "results.parquet")
     # independent: counts, conversion and SRM from SQL on the raw tables, scipy's chi-square
     raw = _sql(small_warehouse, """
@@ -106,6 +108,9 @@ def test_ab_test(executed, small_warehouse):
     assert MlflowClient(uri).get_experiment(mrun.info.experiment_id).name == "checkout_redesign"
     lift = conv.loc["treatment_a", "effect"]
     assert mrun.data.metrics["conversion.treatment_a.lift"] == pytest.approx(lift)
+    if not conv.loc["treatment_a", "cuped"]:  # independent: the relative lift of the raw means
+        expected = raw.loc["treatment_a", "conversion"] / raw.loc["control", "conversion"] - 1
+        assert mrun.data.metrics["conversion.treatment_a.lift"] == pytest.approx(expected)
     assert "bayes.conversion.treatment_a.chance_to_win" in mrun.data.metrics
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png") >= 4  # figures inline in the stakeholder report
@@ -129,12 +134,19 @@ def test_model_experiment_logs_a_model_with_signature(executed, small_warehouse)
     example = json.loads((run_dir / "models" / "best_model" / "input_example.json").read_text())
     assert example
     assert 0.5 < max(v for k, v in record["metrics"].items() if k.endswith("roc_auc")) <= 1
+    from sklearn.metrics import roc_auc_score
+
+    train = _sql(small_warehouse, "SELECT * FROM model_data WHERE period = 'reference'")
+    predicted = np.asarray(model.predict(train[features])).astype(float)
+    assert roc_auc_score(train["label"], predicted) > 0.55  # scored here, not by the run
 
 
 def test_explain(executed):
     run_dir, record, _ = _run(executed, "explain")
     imp = pd.read_parquet(run_dir / "tables" / "shap_importance.parquet")
     assert len(imp) > 3 and record["summary"]["top_feature"] == str(imp.iloc[0, 0])
+    values = imp["mean_abs_shap"]
+    assert values.is_monotonic_decreasing and values.iloc[0] > 0  # the top feature is the largest
     assert {"shap_importance", "shap_beeswarm"} <= set(record["figures"])
     assert "uplift_shap_importance" in record["tables"]
 

@@ -15,7 +15,11 @@ __all__ = ["__version__", "WorkbenchError", "WorkbenchWarning"]
 def __getattr__(name: str):
     # Lazy: `import workbench` stays instant; ibis loads on first use of wb.Experiment.
     if name == "Experiment":
-        from workbench.experiment import Experiment
+        from workbench.readout.experiment import Experiment
 
         return Experiment
+    if name in ("mean", "proportion", "ratio"):  # per-unit metrics (Experiment.from_units)
+        from workbench.metrics import definition
+
+        return getattr(definition, name)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

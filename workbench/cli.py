@@ -18,57 +18,185 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-    from workbench.data import sample
+    import time
 
-    return sample.main(args)
+    from workbench.data.sample import generate
+
+    t0 = time.perf_counter()
+    try:
+        truth = generate(args.out, seed=args.seed, n_users=args.users, srm=args.srm,
+                         crossover=args.crossover, missing=args.missing, progress=True)
+    except OSError as exc:  # full disk, read-only folder: nothing is left behind (exit 1)
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):  # clear the interrupted bar's line
+            bar.close()
+        print(f"workbench sample-data: error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {truth.path} in {time.perf_counter() - t0:.1f} s")
+    print(truth.summary())
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from workbench.data import validate
+    """Print the data-quality summary; exit 2 on errors, 0 with warnings only."""
+    from workbench.data.quality import check_source
 
-    return validate.main(args)
+    report = check_source(args.source, args.experiment)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_BAD_INPUT
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from workbench import stats
+    from pathlib import Path
 
-    return stats.main(args)
+    import pandas as pd
+
+    from workbench.errors import DataError, ParameterError
+    from workbench.stats import analyze
+
+    path = Path(args.stats)
+    if not path.is_file():
+        raise DataError(f"statistics file {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt"):
+            frame = pd.read_csv(path)
+        else:
+            raise DataError(f"{str(path)!r}: expected a .csv or .parquet file")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+    result = analyze(frame, control=args.control, method=args.method, alpha=args.alpha,
+                     difference=args.difference, correction=args.correction,
+                     alternative=args.alternative, sequential_tuning=args.sequential_tuning)
+    if args.output is None:
+        print(result.summary())
+        return EXIT_OK
+    out = Path(args.output)
+    if out.suffix.lower() not in (".json", ".csv"):
+        raise ParameterError(f"--output {str(out)!r}: expected a .csv or .json file")
+    table = result.to_frame()
+    if out.suffix.lower() == ".json":
+        out.write_text(table.to_json(orient="records", indent=2, date_format="iso"))
+    else:
+        table.to_csv(out, index=False)
+    print(f"{len(table)} comparisons written to {out}")
+    return EXIT_OK
 
 
 def _readout(args: argparse.Namespace) -> int:
-    from workbench import experiment
+    """Print the decision table; write the results (and segments) if ``--output`` is given."""
+    import warnings
+    from pathlib import Path
 
-    return experiment.main(args)
+    from workbench.errors import ParameterError
+    from workbench.readout.experiment import Experiment
+
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix not in (".parquet", ".csv", ".json"):
+        raise ParameterError(f"--output must end in .parquet, .csv or .json: {out}")
+    exp = Experiment.from_source(args.source, args.experiment, args.metrics)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the printed report says it all
+        result = exp.analyze(method=args.method, segments=list(args.segments or []))
+    print(str(result.validation.summary()).splitlines()[0])
+    print(result.summary())
+    if out is None:
+        return EXIT_OK
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tables = {"": result.to_frame()}
+    if len(result.segments):
+        tables["_segments"] = result.segments
+    for suffix, frame in tables.items():
+        path = out.with_name(out.stem + suffix + out.suffix)
+        if out.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        elif out.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_json(path, orient="records", indent=1, date_format="iso")
+        print(f"wrote {path}")
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``workbench run TEMPLATE [-p NAME VALUE ...] [-f params.yml]``: the run's exit code."""
     from workbench import runner
 
-    return runner.main(args)
+    try:
+        result = runner.run_template(
+            args.template, runner.read_parameter_file(args.parameters_file),
+            text_parameters=dict(args.parameter or []), name=args.name,
+            cell_timeout=args.cell_timeout, progress=not args.no_progress)
+    except runner.RunInterrupted as exc:
+        print(f"workbench run: interrupted; run {exc.result.run_dir} recorded FAILED "
+              "(interrupted)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    stream = sys.stdout if result.ok else sys.stderr
+    print(result.summary(), file=stream)
+    if result.run_dir and (result.run_dir / "report.html").exists():
+        print(f"report: {result.run_dir / 'report.html'}", file=stream)
+    return result.exit_code
 
 
 def _run_jobs(args: argparse.Namespace) -> int:
+    """``workbench run-jobs jobs.yml [--parallel N]``: the worst exit code of the jobs."""
     from workbench import runner
 
-    return runner.main_jobs(args)
+    results = runner.run_jobs(args.jobs, parallel=args.parallel, progress=not args.no_progress)
+    for r in results:
+        line = f"{r['status']:9s} exit {r['exit_code']}  {r['template']}/{r.get('name') or ''}"
+        if r.get("run_dir"):
+            line += f"  {r['run_dir']}"
+        if r.get("run_dir") and not r.get("synced"):
+            line += "  [not synced: `workbench sync`]"
+        print(line)
+        if r.get("message"):
+            print(f"          {r['message']}")
+    return runner.jobs_exit_code(results)
 
 
 def _sync(args: argparse.Namespace) -> int:
+    """``workbench sync``: push unsynced runs; 0 when all are synced, 1 otherwise."""
     from workbench import tracking
 
-    return tracking.main_sync(args)
+    results = tracking.sync(args.reports_dir, args.tracking_uri)
+    for r in results:
+        state = "synced" if r.get("synced") else f"NOT synced ({r.get('sync_error')})"
+        print(f"{r['run_dir']}: {state}")
+    if not results:
+        print("workbench sync: nothing to sync")
+    return EXIT_FAILED if any(not r.get("synced") for r in results) else EXIT_OK
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from workbench import publish
+    from workbench.dashboards import catalogue
 
-    return publish.main(args)
+    full_id = catalogue.publish(args.run_id, published=not args.unpublish)
+    print(f"{'unpublished' if args.unpublish else 'published'} run {full_id}")
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from workbench import publish
+    """Voilà on the dashboards, bound to localhost unless told otherwise; Ctrl-C, SIGTERM and
+    SIGHUP stop it with its kernels, and its private folder (token included) is removed."""
+    import os
 
-    return publish.main_serve(args)
+    from workbench.dashboards import server
+
+    target = server.dashboard_target(args.dashboard)
+    token = args.token or os.environ.get("WORKBENCH_TOKEN") or None
+    password = os.environ.get("WORKBENCH_PASSWORD") or None
+    if args.password and not password:
+        import getpass
+
+        password = getpass.getpass("Dashboard password: ")
+    token = server.required_token(args.ip, token, password)
+    for url in server.dashboard_urls(target, ip=args.ip, port=args.port, token=token):
+        print(f"Dashboard: {url}", flush=True)
+    return server.serve(target, port=args.port, ip=args.ip, token=token, password=password,
+                        all_runs=args.all_runs, preheat=not args.no_preheat)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ inf and no NaN gets a NaN score there, hence "not drifted"). ``drift_table`` alw
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from scipy.spatial import distance
 
 from workbench import messages
 from workbench.errors import DataError
+from workbench.summary import Summary
 
 # Evidently's names (display names as they appear in its snapshot JSON).
 WASSERSTEIN = "Wasserstein distance (normed)"
@@ -359,14 +361,17 @@ class DriftResult:
         cols = ["column", "type", "method", "statistic", "threshold", "drifted", "status", "message"]
         return self.table[cols]
 
-    def summary(self) -> str:
-        """A text report: the dataset verdict and the per-column table."""
+    def summary(self) -> Summary:
+        """The dataset verdict and the per-column table, as text and HTML."""
         with pd.option_context("display.max_colwidth", 70, "display.width", 200):
-            return self.headline() + "\n" + self._display_frame().to_string(index=False)
+            text = self.headline() + "\n" + self._display_frame().to_string(index=False)
+        html_text = (f"<p><b>{html.escape(self.headline())}</b></p>"
+                     + self._display_frame().to_html(index=False,
+                                                     float_format=lambda v: f"{v:.4g}"))
+        return Summary(text, html_text)
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>{self.headline()}</b></p>"
-                + self._display_frame().to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        return self.summary()._repr_html_()
 
     def __repr__(self) -> str:
         return f"DriftResult({self.headline()})"

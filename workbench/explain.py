@@ -15,6 +15,7 @@ treatment effect.
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ModelError
+from workbench.summary import Summary
 
 AGNOSTIC_MAX_ROWS = 300  # rows explained by the permutation path when max_samples is set
 
@@ -79,13 +81,16 @@ class Explanation:
         return (f"SHAP ({self.method}, {self.output_space}) on {len(self.data):,} rows; "
                 f"top features: {top}")
 
-    def summary(self) -> str:
+    def summary(self) -> Summary:
+        """The headline and the importance table, as text and HTML."""
         with pd.option_context("display.width", 200, "display.precision", 4):
-            return self.headline() + "\n" + self.importance().to_string(index=False)
+            text = self.headline() + "\n" + self.importance().to_string(index=False)
+        html_text = (f"<p><b>{html.escape(self.headline())}</b></p>"
+                     + self.importance().to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        return Summary(text, html_text)
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>{self.headline()}</b></p>"
-                + self.importance().to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        return self.summary()._repr_html_()
 
     def __repr__(self) -> str:
         return f"Explanation({self.headline()})"

@@ -26,17 +26,19 @@ population value per arm; ``revenue_per_order`` is the ratio of the population e
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import datetime as dt
+import html
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["SampleTruth", "generate", "model_dataset", "load_truth", "main",
+from workbench.summary import Summary
+
+__all__ = ["SampleTruth", "generate", "model_dataset", "load_truth",
            "SRM_DROP_SHARE", "VARIANTS", "METRICS"]
 
 VARIANTS = ("control", "treatment_a", "treatment_b")
@@ -140,22 +142,23 @@ class SampleTruth:
         """The effects table (a copy)."""
         return self.effects.copy()
 
-    def summary(self) -> str:
-        """Overall true effects as text."""
+    def summary(self) -> Summary:
+        """Design and overall true effects, as text and HTML."""
         overall = self.effects[self.effects.dimension == "(all)"]
         lines = [f"Sample experiment {self.experiment_id!r}: {self.n_users:,} users, "
                  f"exposure {self.start_date} .. {self.end_date}, pre-period from "
                  f"{self.pre_start_date}, seed {self.seed}"]
         if any(self.faults.values()):
             lines.append("injected faults: " + ", ".join(f"{k}={v}" for k, v in self.faults.items()))
-        lines.append(overall[["metric", "variant", "control_value", "variant_value",
-                              "relative_lift"]].to_string(index=False))
-        return "\n".join(lines)
+        table = overall[["metric", "variant", "control_value", "variant_value", "relative_lift"]]
+        lines.append(table.to_string(index=False))
+        html_text = (f"<p><b>Sample experiment {html.escape(self.experiment_id)}</b>: "
+                     f"{self.n_users:,} users, {self.start_date} to {self.end_date}</p>"
+                     + table.to_html(index=False))
+        return Summary("\n".join(lines), html_text)
 
     def _repr_html_(self) -> str:
-        overall = self.effects[self.effects.dimension == "(all)"]
-        return (f"<p><b>Sample experiment {self.experiment_id}</b>: {self.n_users:,} users, "
-                f"{self.start_date} to {self.end_date}</p>" + overall.to_html(index=False))
+        return self.summary()._repr_html_()
 
 
 # --------------------------------------------------------------------------- population
@@ -394,27 +397,48 @@ def _dict_array(codes: np.ndarray, names):
 
 
 def _write(path: Path, tables: dict) -> None:
-    """Write arrow tables to a fresh DuckDB file, atomically, rows sorted by key."""
+    """Write arrow tables to a fresh DuckDB file, atomically, rows sorted by key.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (a full disk: ``strerror`` says "could not write <path>: no
+        space left on device"); the temporary database and its ``.wal`` are removed, and an
+        existing file at ``path`` is left as it was.
+    """
+    import errno
+
     import duckdb
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    for p in (tmp, Path(f"{tmp}.wal")):
-        p.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    leftovers = (tmp, Path(f"{tmp}.wal"))
     try:
-        con.execute("SET enable_progress_bar = false")
-        for name, (table, select, order) in tables.items():
-            con.register(f"{name}_src", table)
-            # order=None: already sorted in numpy; insertion order is preserved by DuckDB.
-            sort = f" ORDER BY {order}" if order else ""
-            con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {name}_src{sort}")
-            con.unregister(f"{name}_src")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    Path(f"{path}.wal").unlink(missing_ok=True)
-    os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("SET enable_progress_bar = false")
+            for name, (table, select, order) in tables.items():
+                con.register(f"{name}_src", table)
+                # order=None: already sorted in numpy; insertion order is preserved by DuckDB.
+                sort = f" ORDER BY {order}" if order else ""
+                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM {name}_src{sort}")
+                con.unregister(f"{name}_src")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        Path(f"{path}.wal").unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except (OSError, duckdb.Error) as exc:
+        for p in leftovers:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        text = str(exc).lower()
+        code = exc.errno if isinstance(exc, OSError) and exc.errno else (
+            errno.ENOSPC if "no space left" in text or "disk is full" in text else errno.EIO)
+        reason = os.strerror(code).lower() if code != errno.EIO else text.splitlines()[0][:200]
+        raise OSError(code, f"could not write {path}: {reason}") from None
 
 
 def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
@@ -609,13 +633,3 @@ def load_truth(path=None, experiment_id: str | None = None) -> pd.DataFrame:
     finally:
         con.close()
     return df if experiment_id is None else df[df.experiment_id == experiment_id]
-
-
-def main(args: argparse.Namespace) -> int:
-    """``workbench sample-data``: generate the sample experiment and print its truth."""
-    t0 = time.perf_counter()
-    truth = generate(args.out, seed=args.seed, n_users=args.users, srm=args.srm,
-                     crossover=args.crossover, missing=args.missing, progress=True)
-    print(f"wrote {truth.path} in {time.perf_counter() - t0:.1f} s")
-    print(truth.summary())
-    return 0

@@ -1,8 +1,9 @@
 """The documented schema of an experiment source (the contract between data and analysis).
 
-A source holds three tables. Names and types below are what :mod:`workbench.data.validate`
-checks and what :mod:`workbench.metrics` compiles against. ``dtype`` is the logical type:
-``int`` (any integer), ``float`` (any floating type), ``string``, ``timestamp``, ``date``.
+A source holds three tables (and optionally ``experiments``). Names and types below are what
+:mod:`workbench.data.quality` checks and what :mod:`workbench.metrics.compiler` compiles
+against. ``dtype`` is the logical type: ``int`` (any integer), ``float`` (any floating type),
+``string``, ``timestamp``, ``date``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Column:
+    """One documented column: its name, logical type, whether it may be NULL, and meaning."""
+
     name: str
     dtype: str
     nullable: bool

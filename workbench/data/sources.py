@@ -5,6 +5,7 @@
 >>> con = connect("duckdb://data/warehouse.duckdb?read_only=true")
 >>> con = connect(spark_session)                     # a pyspark SparkSession
 >>> con = register_files(connect(":memory:"), {"events": "events.parquet"})
+>>> t = units_table(df)                              # a per-unit table (DataFrame, file, Ibis)
 """
 from __future__ import annotations
 
@@ -77,6 +78,10 @@ def connect(source: Any = None, *, read_only: bool = True):
             return ibis.connect(source)
         except Exception as exc:
             raise SourceError(f"cannot connect to {source!r}: {exc}") from exc
+    if _frame_kind(source) is not None:
+        raise SourceError(
+            f"unsupported source: a {_frame_kind(source)} is a per-unit table; use "
+            "wb.Experiment.from_units(df, variant=..., metrics=...)")
     raise SourceError(f"unsupported source {source!r}: give a path, an Ibis URL or a backend")
 
 
@@ -127,6 +132,80 @@ def execute(expr):
     :class:`~workbench.errors.SourceError` (the engine's own message, without its SQL dump)."""
     try:
         return expr.execute()
-    except Exception as exc:  # engine errors carry the SQL context; keep the message short
-        raise SourceError(f"the engine failed to compute the statistics: {exc}") from exc
+    except Exception as exc:
+        raise SourceError(f"the engine failed to compute the statistics: {_short(exc)}") \
+            from exc
 
+
+def _short(exc: Exception, limit: int = 300) -> str:
+    """The first line of an engine's error: DuckDB appends the SQL and a caret, Spark a plan
+    and a JVM stack; the full text stays on ``__cause__``."""
+    text = str(exc).strip().split("\n", 1)[0].strip() or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+
+def _frame_kind(obj: Any) -> str | None:
+    """'pandas DataFrame', 'polars DataFrame', 'pyarrow Table', 'Spark DataFrame' or None."""
+    mod = type(obj).__module__.split(".")[0]
+    name = type(obj).__name__
+    if mod == "pandas" and name == "DataFrame":
+        return "pandas DataFrame"
+    if mod == "polars" and name in ("DataFrame", "LazyFrame"):
+        return f"polars {name}"
+    if mod == "pyarrow" and name in ("Table", "RecordBatch"):
+        return f"pyarrow {name}"
+    if mod == "pyspark" and name == "DataFrame":
+        return "Spark DataFrame"
+    return None
+
+
+def units_table(data: Any, name: str = "units"):
+    """A per-unit table (one row per unit) as an Ibis table, aggregated by its engine.
+
+    Parameters
+    ----------
+    data : DataFrame, path or Ibis table
+        A pandas or polars DataFrame or a pyarrow Table (through ``ibis.memtable``, i.e.
+        DuckDB in memory); a ``.parquet``/``.csv``/``.tsv`` file or glob (read by an in-memory
+        DuckDB); a Spark DataFrame (a temporary view ``name`` of its session, through
+        ``ibis.pyspark``); or any Ibis table (DuckDB, Spark, Postgres...), used as it is.
+    name : str
+        Table (view) name for files and Spark DataFrames.
+
+    Raises
+    ------
+    SourceError
+        Naming the file or the type that cannot be read.
+    """
+    import ibis
+
+    if isinstance(data, ibis.expr.types.Table):
+        return data
+    kind = _frame_kind(data)
+    if kind == "Spark DataFrame":
+        try:
+            con = ibis.pyspark.connect(data.sparkSession)
+            data.createOrReplaceTempView(name)
+            return con.table(name)
+        except Exception as exc:
+            raise SourceError(f"cannot read the Spark DataFrame through Ibis: {_short(exc)}") \
+                from exc
+    if kind is not None:
+        if kind == "pandas DataFrame":
+            bad = [c for c in data.columns if not isinstance(c, str)]
+            if bad:
+                data = data.rename(columns={c: str(c) for c in bad})
+        try:
+            return ibis.memtable(data.collect() if kind == "polars LazyFrame" else data)
+        except Exception as exc:
+            raise SourceError(f"cannot read the {kind} as a table: {_short(exc)}") from exc
+    if isinstance(data, str | Path):
+        text = str(Path(data).expanduser())
+        if not text.endswith(FILE_SUFFIXES) and not Path(text).is_dir():
+            raise SourceError(f"per-unit file {text!r}: expected .parquet, .csv or .tsv")
+        con = register_files(connect(":memory:"), {name: text})
+        return table(con, name)
+    raise SourceError(
+        f"unsupported per-unit table of type {type(data).__name__}: give a pandas/polars "
+        "DataFrame, a pyarrow Table, a Parquet/CSV path or an Ibis table")

@@ -46,11 +46,11 @@ def plot_roc(comparison, ax=None):
     if comparison.task != "binary":
         raise ValueError("plot_roc: ROC curves need a binary classification comparison")
     ax = _axes(ax, (5, 5))
-    y = comparison.oof_target
+    y = comparison.oof_target  # already 0/1, 1 the positive class (not the raw labels)
     for name in comparison.oof_predictions.columns:
         p = comparison.oof_predictions[name].to_numpy()
-        fpr, tpr, _ = roc_curve(y, p, pos_label=comparison.classes[1])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y == comparison.classes[1], p):.3f})")
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")

@@ -36,6 +36,11 @@ STATS = "stats"
 TABLES = (RESULTS, SEGMENTS, HETEROGENEITY, TIMESERIES, VALIDATION, BAYESIAN, REVENUE_HURDLE,
           HIERARCHICAL, STATS)
 
+# The PyMC tables and the diagnostic columns their rows carry (workbench.stats.pymc).
+PYMC_TABLES = (REVENUE_HURDLE, HIERARCHICAL)
+MCMC_COLUMNS = ("r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences")
+MCMC_OK = "diagnostics_ok"
+
 # MLflow metric fields per overall row: column -> metric key suffix.
 METRIC_FIELDS = {"effect": "lift", "ci_lower": "ci_lower", "ci_upper": "ci_upper",
                  "p_value": "p_value", "p_value_adjusted": "p_value_adjusted",
@@ -223,7 +228,49 @@ class ReadoutRecord:
         return out
 
     def tags(self) -> dict[str, str]:
-        """MLflow tags: schema version, trustworthiness and the decision."""
+        """MLflow tags: schema version, trustworthiness, the decision and, for the PyMC tables
+        (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`)."""
         return {"workbench.readout_schema": str(self.schema_version),
                 "workbench.trustworthy": str(self.trustworthy).lower(),
-                "workbench.decision": self.decision[:250]}
+                "workbench.decision": self.decision[:250], **self.mcmc_tags()}
+
+    def mcmc_tags(self) -> dict[str, str]:
+        """``workbench.mcmc.*`` tags read off the diagnostic columns of the PyMC tables.
+
+        Per table ``workbench.mcmc.<table>.{ok,fits,sampler,r_hat_max,ess_bulk_min,
+        ess_tail_min,divergences}`` and over all of them ``workbench.mcmc.{ok,r_hat_max,ess_bulk_min,
+        ess_tail_min,divergences}``. A fit is a distinct (r-hat, ESS, divergences) tuple of the
+        fitted rows (the rows of one fit repeat its diagnostics). Empty without PyMC tables.
+        """
+        fits = []
+        out: dict[str, str] = {}
+        for name in PYMC_TABLES:
+            frame = self.tables.get(name)
+            if frame is None or not set(MCMC_COLUMNS) <= set(frame.columns):
+                continue
+            rows = frame[frame[list(MCMC_COLUMNS)].notna().any(axis=1)]
+            ok = bool(rows[MCMC_OK].astype(bool).all()) if MCMC_OK in rows else True
+            per = rows.drop_duplicates(list(MCMC_COLUMNS))
+            out.update(_mcmc(f"workbench.mcmc.{name}", per, ok))
+            out[f"workbench.mcmc.{name}.fits"] = str(len(per))
+            if "sampler" in rows:
+                used = sorted(set(rows["sampler"].dropna().astype(str)) - {""})
+                out[f"workbench.mcmc.{name}.sampler"] = "+".join(used) or "none"
+            fits.append((per, ok))
+        if fits:
+            out.update(_mcmc("workbench.mcmc", pd.concat([f for f, _ in fits]),
+                             all(ok for _, ok in fits)))
+        return out
+
+
+def _mcmc(prefix: str, fits: pd.DataFrame, ok: bool) -> dict[str, str]:
+    def fmt(x: float) -> str:
+        return f"{x:.4g}" if math.isfinite(x) else "nan"
+
+    return {f"{prefix}.ok": str(ok).lower(),
+            f"{prefix}.r_hat_max": fmt(float(fits["r_hat_max"].max())) if len(fits) else "nan",
+            f"{prefix}.ess_bulk_min": fmt(float(fits["ess_bulk_min"].min()))
+            if len(fits) else "nan",
+            f"{prefix}.ess_tail_min": fmt(float(fits["ess_tail_min"].min()))
+            if len(fits) else "nan",
+            f"{prefix}.divergences": str(int(fits["divergences"].fillna(0).sum()))}

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from scipy import special
-from scipy import stats as _st
 
 from workbench import messages
 from workbench.errors import DegenerateDataWarning, ParameterError, SRMWarning, StatsInputError
@@ -15,7 +14,8 @@ from workbench.stats import bayesian, corrections, frequentist, schema, sequenti
 from workbench.stats import cuped as _cuped
 from workbench.stats.moments import basic_moments
 from workbench.stats.result import StatsResult
-from workbench.stats.srm import THRESHOLD, srm
+from workbench.stats.srm import SRM_THRESHOLD, srm
+from workbench.stats.srm import p_values as srm_p_values
 from workbench.stats.validate import validate
 
 METHODS = ("frequentist", "sequential", "bayesian")
@@ -53,36 +53,26 @@ def _check_args(method, alpha, difference, alternative, correction, cuped_mode, 
 
 
 def _srm_per_group(frame, group, n_groups, planned_weights, units, threshold):
-    """SRM p-value per group (vectorised chi-square) and the SRMResult of the first group."""
+    """SRM p-value per group (:func:`workbench.stats.srm.p_values`) and the SRMResult of the
+    first group (or of ``units``)."""
     if units is not None:
         res = srm(units, planned_weights, threshold)
         return np.full(n_groups, res.p_value), res
-    counts = (pd.DataFrame({"g": group, "v": frame["variant"].to_numpy(),
-                            "n": frame["n"].to_numpy()})
-              .groupby(["g", "v"], sort=False)["n"].max().unstack("v"))
     if not isinstance(planned_weights, (Mapping, pd.Series)):
         raise ParameterError("analyze: parameter planned_weights must map variant names to "
                              f"weights (a dict), got {type(planned_weights).__name__}")
-    w = pd.Series(planned_weights, dtype=float)
-    if not set(map(str, w.index)) & set(counts.columns):
+    counts = (pd.DataFrame({"g": group, "v": frame["variant"].to_numpy(),
+                            "n": frame["n"].to_numpy()})
+              .groupby(["g", "v"], sort=False)["n"].max().unstack("v"))
+    w = pd.Series(planned_weights, dtype=float).rename(index=str)
+    if not set(w.index) & set(counts.columns):
         raise StatsInputError(f"no planned variant {list(w.index)} occurs in the statistics "
                               f"table (variants: {list(counts.columns)})")
-    names = list(dict.fromkeys(list(w.index.astype(str)) + list(counts.columns)))
+    names = list(dict.fromkeys(list(w.index) + list(counts.columns)))
     obs = counts.reindex(index=np.arange(n_groups), columns=names).fillna(0.0).to_numpy()
-    wv = w.rename(index=str).reindex(names).fillna(0.0).to_numpy()
-    if (wv < 0).any() or wv.sum() <= 0:
-        raise StatsInputError(f"planned_weights must be non-negative and sum > 0: {planned_weights}")
-    wv = wv / wv.sum()
-    total = obs.sum(axis=1, keepdims=True)
-    exp_ = total * wv[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stat = np.where(wv[None, :] > 0, (obs - exp_) ** 2 / exp_, 0.0).sum(axis=1)
-    k = int((wv > 0).sum())
-    p = _st.chi2.sf(stat, max(k - 1, 1))
-    empty = (((wv[None, :] > 0) & (obs == 0)) | ((wv[None, :] == 0) & (obs > 0))).any(axis=1)
-    p = np.where(total[:, 0] > 0, np.where(empty, 0.0, p), np.nan)
-    first = srm(dict(zip(names, obs[0])), dict(zip(names, wv)), threshold)
-    return p, first
+    wv = w.reindex(names).fillna(0.0)
+    first = srm(dict(zip(names, obs[0])), wv, threshold)  # validates the weights
+    return srm_p_values(obs, wv.to_numpy())[1], first
 
 
 def analyze(
@@ -104,7 +94,7 @@ def analyze(
     rope: float | None = None,
     planned_weights: dict | None = None,
     units: dict | None = None,
-    srm_threshold: float = THRESHOLD,
+    srm_threshold: float = SRM_THRESHOLD,
     best_draws: int = 10_000,
     seed: int = 0,
     warn: bool = True,

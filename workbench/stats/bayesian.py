@@ -1,4 +1,4 @@
-"""Closed-form Bayesian A/B comparisons (the PyMC models live in ``bayes_pymc.py``).
+"""Closed-form Bayesian A/B comparisons (the PyMC models live in ``workbench.stats.pymc``).
 
 Proportions: Beta-Binomial. With prior ``Beta(a0, b0)`` (default ``Beta(1, 1)``) each arm's
 posterior is ``Beta(a0 + sum, b0 + n - sum)``. Chance to win ``P(p_t > p_c)`` and the expected

@@ -37,6 +37,17 @@ INPUT_COLUMNS = {
     "log_sum_squares": "sum of log(y)^2 over units with y > 0",
 }
 HURDLE_INPUT = ("positive_n", "log_sum", "log_sum_squares")
+# The sums of products of unit values behind each statistic (y metric, d denominator, x and w
+# their pre-period covariates): the machine-readable form of the formulas above, which the
+# metric compiler turns into engine expressions.
+PRODUCTS = {
+    "sum": ("y",), "sum_squares": ("y", "y"),
+    "den_sum": ("d",), "den_sum_squares": ("d", "d"), "sum_product": ("y", "d"),
+    "pre_sum": ("x",), "pre_sum_squares": ("x", "x"), "pre_sum_product": ("y", "x"),
+    "pre_den_sum": ("w",), "pre_den_sum_squares": ("w", "w"), "pre_den_sum_product": ("x", "w"),
+    "den_pre_sum_product": ("d", "x"), "sum_pre_den_product": ("y", "w"),
+    "den_pre_den_sum_product": ("d", "w"),
+}
 # Optional grouping columns: every (grouping x metric) block is analysed on its own.
 #   dimension, segment: a segment breakdown (e.g. dimension='device', segment='mobile')
 #   date: cumulative statistics up to and including that day (time series)

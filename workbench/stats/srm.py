@@ -1,8 +1,9 @@
-"""Sample ratio mismatch: chi-square test of the observed split against the planned weights.
+"""Sample ratio mismatch: THE chi-square test of the observed split against the planned weights.
 
-Flagged at ``p < 0.001`` (GrowthBook, Eppo). A planned variant that received no units is a
-mismatch whatever the test says (p-value 0), and units in a variant that was not planned
-(weight 0) too: neither case can pass vacuously.
+Flagged at ``p < SRM_THRESHOLD`` (0.001, as GrowthBook and Eppo). A planned variant that
+received no units is a mismatch whatever the test says (p-value 0), and units in a variant that
+was not planned (weight 0) too: neither case can pass vacuously. :func:`p_values` is the one
+implementation (vectorised over groups); :func:`srm` wraps it for one split.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from scipy import stats as _st
 
 from workbench import messages
 from workbench.errors import StatsInputError
+from workbench.summary import Summary
 
-THRESHOLD = 0.001
+SRM_THRESHOLD = 0.001
 
 
 @dataclass(frozen=True)
@@ -53,21 +55,58 @@ class SRMResult:
         out["flagged"] = self.flagged
         return out
 
-    def summary(self) -> str:
-        """One-paragraph text verdict plus the per-variant table."""
+    def summary(self) -> Summary:
+        """One-paragraph verdict plus the per-variant table."""
         head = (f"SRM chi-square = {self.statistic:.3f}, p = {self.p_value:.3g} "
                 f"({'MISMATCH' if self.flagged else 'ok'} at p < {self.threshold:g})")
         if self.message:
             head += f"\n{self.message}"
-        return head + "\n" + self.table.to_string(index=False)
+        colour = "#b00020" if self.flagged else "#1b5e20"
+        rich = (f"<div><b style='color:{colour}'>SRM p = {self.p_value:.3g}</b> "
+                f"{html.escape(self.message)}{self.table.to_html(index=False)}</div>")
+        return Summary(head + "\n" + self.table.to_string(index=False), rich)
 
     def _repr_html_(self) -> str:
-        colour = "#b00020" if self.flagged else "#1b5e20"
-        return (f"<div><b style='color:{colour}'>SRM p = {self.p_value:.3g}</b> "
-                f"{html.escape(self.message)}{self.table.to_html(index=False)}</div>")
+        return self.summary()._repr_html_()
 
 
-def srm(counts, weights=None, threshold: float = THRESHOLD) -> SRMResult:
+def p_values(observed, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Chi-square statistic and p-value of each row of ``observed`` against ``weights``.
+
+    Parameters
+    ----------
+    observed : array (groups x variants)
+        Units per variant, one row per group (a 1-D array is one group).
+    weights : array (variants)
+        Planned weights, non-negative, summing to more than 0 (normalised here).
+
+    Returns
+    -------
+    statistic, p_value : arrays (groups)
+        NaN for a group without units or with fewer than 2 planned variants; p 0 (and the
+        statistic infinite for units in an unplanned variant) for the mismatches no test can
+        pass.
+    """
+    obs = np.atleast_2d(np.asarray(observed, float))
+    w = np.asarray(weights, float)
+    w = w / w.sum()
+    planned = w > 0
+    total = obs.sum(axis=1)
+    expected = total[:, None] * w[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = ((obs[:, planned] - expected[:, planned]) ** 2
+                / expected[:, planned]).sum(axis=1)
+    dof = int(planned.sum()) - 1
+    p = _st.chi2.sf(stat, dof) if dof >= 1 else np.full(len(obs), np.nan)
+    unplanned = ((~planned)[None, :] & (obs > 0)).any(axis=1)
+    empty = (planned[None, :] & (obs == 0)).any(axis=1) | unplanned
+    stat = np.where(unplanned, np.inf, stat)
+    p = np.where(empty, 0.0, p)
+    none = total <= 0
+    return np.where(none, np.nan, stat), np.where(none, np.nan, p)
+
+
+def srm(counts, weights=None, threshold: float = SRM_THRESHOLD) -> SRMResult:
     """Chi-square test of units per variant against planned weights.
 
     Parameters
@@ -78,7 +117,7 @@ def srm(counts, weights=None, threshold: float = THRESHOLD) -> SRMResult:
         Planned weights per variant (normalised; default equal). Variants planned but absent
         from ``counts`` count as 0 units.
     threshold : float
-        Flag when ``p < threshold`` (default 0.001).
+        Flag when ``p < threshold`` (default :data:`SRM_THRESHOLD`).
 
     Returns
     -------
@@ -104,25 +143,15 @@ def srm(counts, weights=None, threshold: float = THRESHOLD) -> SRMResult:
     obs = counts.reindex(names).fillna(0.0).to_numpy()
     w = weights.reindex(names).fillna(0.0).to_numpy()
     w = w / w.sum()
+    stat, p = (float(x[0]) for x in p_values(obs, w))
     total = obs.sum()
-    expected = total * w
     message = ""
-    if total <= 0:
-        stat, p = np.nan, np.nan
-    elif ((w > 0) & (obs == 0)).any() or ((w == 0) & (obs > 0)).any():
-        # an empty planned arm (or units in an unplanned one) is a mismatch, never a pass
-        pos = expected > 0
-        stat = float(np.sum((obs[pos] - expected[pos]) ** 2 / expected[pos])) if (w == 0).sum() == 0 else np.inf
-        p = 0.0
+    if total > 0 and (((w > 0) & (obs == 0)) | ((w == 0) & (obs > 0))).any():
         message = messages.SRM_EMPTY_VARIANT
-    else:
-        pos = w > 0
-        stat, p = _st.chisquare(obs[pos], expected[pos])
-        stat, p = float(stat), float(p)
     flagged = bool(np.isfinite(p) and p < threshold)
     if flagged and not message:
         message = messages.SRM_DETECTED.format(threshold=threshold)
-    table = pd.DataFrame({"variant": names, "units": obs, "expected": expected,
+    table = pd.DataFrame({"variant": names, "units": obs, "expected": total * w,
                           "planned_weight": w,
                           "observed_share": obs / total if total > 0 else np.nan})
     return SRMResult(p_value=p, statistic=stat, flagged=flagged, threshold=threshold,

@@ -1,0 +1,279 @@
+"""The dashboards served by a real Voilà (with ``workbench serve``'s options), in headless Chromium.
+
+One Voilà server (owned here: Popen, then terminate and wait) and one Chromium for the session.
+Requests leaving the machine (Voilà's Font Awesome CDN) are blocked, so the tests are offline.
+The runs shown are real readouts logged as the templates log them (see ``conftest.py`` here).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workbench.dashboards import server as dashboards
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"  # git-ignored
+DASHBOARDS = ROOT / "notebooks" / "dashboards"
+LOAD_TIMEOUT_MS = 120_000  # a page view starts a kernel; the machine may be busy
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000105e2a7b1c20000000049454e44ae426082")
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+    site: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, dashboard_runs):
+    """The dashboards folder served as ``workbench serve`` serves it, plus files that must not leak."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium missing: run `make browser-deps`")
+    site = tmp_path_factory.mktemp("site")
+    for notebook in DASHBOARDS.glob("*.ipynb"):
+        shutil.copy(notebook, site / notebook.name)
+    (site / "logo.png").write_bytes(PNG)
+    (site / "secret.txt").write_text("TOP-SECRET-TEXT")
+    (site / "helper.py").write_text("SECRET_CODE = 1\n")
+    (site / "data.json").write_text('{"secret": "TOP-SECRET-JSON"}')
+    port = _free_port()
+    log = site.parent / "voila.log"
+    with open(log, "w") as out:
+        process = dashboards.start_server(site, port=port, config_dir=site.parent / "config",
+                                          env=dashboard_runs.env, cull_idle_timeout=300,
+                                          cull_interval=60, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Voilà did not start:\n" + log.read_text()
+                time.sleep(0.2)
+        yield Server(f"http://127.0.0.1:{port}", port, process, log, site)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+def _new_page(browser, served):
+    context = browser.new_context(viewport={"width": 1300, "height": 2300})
+    page = context.new_page()
+    # offline: the Font Awesome CDN (and anything else not on this server) is refused
+    page.route(lambda url: not url.startswith(served.url), lambda route: route.abort())
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def experiment_page(browser, served, dashboard_runs):
+    context, page = _new_page(browser, served)
+    page.goto(f"{served.url}/voila/render/experiment.ipynb", timeout=LOAD_TIMEOUT_MS)
+    decision = dashboard_runs.results[dashboard_runs.latest].decision
+    page.get_by_text(decision, exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def _body(page) -> str:
+    return page.inner_text("body")
+
+
+def test_dashboard_renders_the_sample_decision(experiment_page, served, dashboard_runs):
+    page = experiment_page
+    result = dashboard_runs.results[dashboard_runs.latest]
+    sync_api.expect(page.get_by_text(result.decision, exact=True)).to_be_visible()
+    sync_api.expect(page.get_by_text("The traffic split matches the plan", exact=False)) \
+        .to_be_visible()
+    text = _body(page)
+    row = dashboard_runs.bayes.results.iloc[0]
+    assert f"{row['metric']} for {row['variant']}:" in text
+    assert f"chance to beat control {row['chance_to_win']:.0%}" in text
+    # every metric's sentence, as the viewer reads it, from the readout's own numbers
+    chances = dashboard_runs.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
+    for r in result.results.to_dict("records"):
+        p = r["p_value_adjusted"] if r["p_value_adjusted"] == r["p_value_adjusted"] \
+            else r["p_value"]
+        p_text = "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
+        assert (f"{r['metric']} for {r['variant']}: {r['verdict']} ({r['effect']:+.1%}, "
+                f"95% interval {r['ci_lower']:+.1%} to {r['ci_upper']:+.1%}; {p_text}; "
+                f"chance to beat control {chances[(r['metric'], r['variant'])]:.0%}).") in text
+    assert len(page.locator("img").all()) >= 3  # forest, cumulative lift, segments
+    # sources stripped: the notebook's code is not in the page
+    assert "experiment_dashboard()" not in page.content()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "experiment_dashboard.png"), full_page=True)
+    # every option of `workbench serve` was recognised by Voilà (misspelt ones are only warned)
+    log = served.log.read_text()
+    assert "not recognized" not in log, log
+    assert "Culling kernels with idle durations > 300 seconds" in log
+
+
+def test_a_widget_change_updates_the_view(experiment_page, dashboard_runs):
+    page = experiment_page
+    images = page.locator("img")
+    before = images.nth(1).get_attribute("src")
+    page.locator(".widget-dropdown").filter(has_text="Metric").locator("select") \
+        .select_option("revenue_per_user")
+    page.get_by_text("Cumulative lift over time: revenue_per_user").wait_for(timeout=30_000)
+    assert images.nth(1).get_attribute("src") != before
+    # another experiment and run: the faulty sample, whose SRM is reported in words
+    page.locator(".widget-dropdown").filter(has_text="Experiment").locator("select") \
+        .select_option(dashboard_runs.faulty_experiment)
+    page.get_by_text("the traffic split differs from the plan").wait_for(timeout=30_000)
+    faulty = dashboard_runs.results[dashboard_runs.faulty]
+    sync_api.expect(page.get_by_text(faulty.decision, exact=True)).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "experiment_dashboard_srm.png"), full_page=True)
+
+
+def _receive(ws, seconds: float, parent_id: str, until: str | None = None) -> list[dict]:
+    """Messages answering ``parent_id`` within ``seconds`` (or until one of type ``until``)."""
+    messages, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ws.settimeout(max(deadline - time.monotonic(), 0.05))
+        try:
+            message = json.loads(ws.recv())
+        except Exception:  # noqa: BLE001 - timeout: nothing more arrived
+            break
+        if message.get("parent_header", {}).get("msg_id") == parent_id:
+            messages.append(message)
+            if message.get("msg_type") == until:
+                break
+    return messages
+
+
+def _message(msg_type: str, content: dict, session: str) -> dict:
+    return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": session,
+                       "username": "viewer", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
+
+
+def test_a_viewer_cannot_execute_code(experiment_page, served, tmp_path):
+    import websocket
+
+    kernel_id = experiment_page.evaluate(
+        "JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+    assert kernel_id
+    session = uuid.uuid4().hex
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{served.port}/api/kernels/{kernel_id}/channels?session_id={session}",
+        timeout=10)
+    try:
+        # control: the channel works (a kernel_info_request is allowed and answered)
+        info = _message("kernel_info_request", {}, session)
+        ws.send(json.dumps(info))
+        replies = _receive(ws, 30, info["header"]["msg_id"], until="kernel_info_reply")
+        assert any(m["msg_type"] == "kernel_info_reply" for m in replies)
+        marker = tmp_path / "pwned"
+        execute = _message("execute_request", {
+            "code": f"open({str(marker)!r}, 'w').write('x')", "silent": False,
+            "store_history": False, "user_expressions": {}, "allow_stdin": False,
+            "stop_on_error": True}, session)
+        ws.send(json.dumps(execute))
+        answers = _receive(ws, 4, execute["header"]["msg_id"])
+    finally:
+        ws.close()
+    assert answers == []  # no execute_reply, not even a busy status: the message was dropped
+    assert not marker.exists()
+    assert "execute_request" in served.log.read_text()  # Voilà logged the refusal
+
+
+def _get(served, raw_path: str) -> tuple[int, str]:
+    """A GET with the path sent exactly as written (no client-side normalisation of ``..``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    try:
+        conn.putrequest("GET", raw_path, skip_accept_encoding=True)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read().decode("latin-1")
+    finally:
+        conn.close()
+
+
+def test_a_viewer_cannot_read_files_outside_the_allowlist(served, dashboard_runs):
+    status, body = _get(served, "/voila/files/logo.png")
+    assert status == 200 and body.encode("latin-1") == PNG  # control: images are served
+    for path in ["/voila/files/experiment.ipynb", "/voila/files/model.ipynb",
+                 "/voila/files/helper.py", "/voila/files/secret.txt", "/voila/files/data.json",
+                 "/voila/files/../voila.log", "/voila/files/%2e%2e/voila.log",
+                 "/voila/files/..%2fvoila.log", "/voila/files//etc/passwd",
+                 "/voila/files/%2Fetc%2Fpasswd",
+                 f"/voila/files/{dashboard_runs.reports_dir}/ab_test",
+                 "/voila/static/../../../../pyproject.toml"]:
+        status, body = _get(served, path)
+        assert status in (403, 404), (path, status)
+        for secret in ("TOP-SECRET", "SECRET_CODE", "root:x:0", "experiment_dashboard",
+                       "Culling", "[project]"):
+            assert secret not in body, (path, secret)
+
+
+def test_a_missing_run_shows_a_message_not_a_traceback(browser, served):
+    context, page = _new_page(browser, served)
+    try:
+        page.goto(f"{served.url}/voila/render/experiment.ipynb?run=no-such-run-0000",
+                  timeout=LOAD_TIMEOUT_MS)
+        page.get_by_text("was not found among the published runs").wait_for(
+            timeout=LOAD_TIMEOUT_MS)
+        text = _body(page)
+        assert "Run “no-such-run-0000” was not found" in text
+        for word in ("Traceback", "Error", "error", "Exception"):
+            assert word not in text
+    finally:
+        context.close()
+
+
+def test_the_model_dashboard_shows_scores_shap_and_drift(browser, served, dashboard_runs):
+    logged = dashboard_runs.results[dashboard_runs.model]
+    drifted = [c for c, d in logged["drift"].verdicts().items() if d]
+    context, page = _new_page(browser, served)
+    try:
+        page.goto(f"{served.url}/voila/render/model.ipynb", timeout=LOAD_TIMEOUT_MS)
+        page.get_by_text("Drift.", exact=False).first.wait_for(timeout=LOAD_TIMEOUT_MS)
+        text = _body(page)
+        assert f"{len(drifted)} of {logged['drift'].n_columns} columns changed" in text
+        assert "gradient_boosting" in text
+        assert "SHAP importance" in text
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "model_dashboard.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,0 +1,176 @@
+"""The dashboards' sentences and number formats, on hand-made readout records.
+
+The records are built here with known values, so each sentence is checked against what the
+record holds: the dashboards word the readout's verdicts and statuses and decide nothing.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from workbench.dashboards import text
+from workbench.data import quality
+from workbench.readout.record import BAYESIAN, RESULTS, VALIDATION, ReadoutRecord
+
+
+def _row(metric="conversion", variant="treatment", **kw):
+    row = {"metric": metric, "variant": variant, "effect": 0.05, "ci_lower": 0.01,
+           "ci_upper": 0.09, "p_value": 0.012, "p_value_adjusted": float("nan"),
+           "verdict": "improvement", "error_message": None}
+    row.update(kw)
+    return row
+
+
+def _checks(**statuses):
+    return pd.DataFrame([{"check": name, "table": None, "column": None, "status": status,
+                          "count": 1, "share": float("nan"), "p_value": float("nan"),
+                          "message": f"{name} said {status}"}
+                         for name, status in statuses.items()])
+
+
+def _record(rows=(), *, validation=None, bayesian=None, srm_p_value=0.5, trustworthy=True,
+            decisions=None, reasons=None, **kw):
+    tables = {RESULTS: pd.DataFrame(list(rows) or [_row()])}
+    if validation is not None:
+        tables[VALIDATION] = validation
+    if bayesian is not None:
+        tables[BAYESIAN] = bayesian
+    fields = dict(experiment_id="exp", method="frequentist", alpha=0.05,
+                  difference="relative", control="control", decision="ship treatment",
+                  srm_p_value=srm_p_value, trustworthy=trustworthy,
+                  decisions=decisions or {"treatment": "ship"}, reasons=reasons or {},
+                  tables=tables)
+    fields.update(kw)
+    return ReadoutRecord(**fields)
+
+
+@pytest.mark.parametrize("value, relative, expected", [
+    (0.0123, True, "+1.2%"), (-0.5, True, "-50.0%"), (12.345678, False, "+12.35"),
+    (float("nan"), True, "n/a"), (None, False, "n/a"), ("x", True, "n/a"),
+])
+def test_fmt_effect(value, relative, expected):
+    assert text.fmt_effect(value, relative) == expected
+
+
+def test_p_values_and_chances():
+    assert text.fmt_p(0.012345) == "0.0123" and text.p_equals(0.012345) == "p = 0.0123"
+    assert text.fmt_p(3e-7) == "< 0.0001" and text.p_equals(3e-7) == "p < 0.0001"
+    assert text.fmt_p(math.inf) == "n/a"
+    assert text.fmt_chance(0.8349) == "83%" and text.fmt_chance(None) == "n/a"
+    assert text.fmt_value(0.123456) == "0.1235" and text.fmt_value(float("nan")) == "n/a"
+    assert text.fmt_value(True) == "True" and text.fmt_value(3) == "3"
+
+
+def test_level_and_difference_come_from_the_record():
+    assert text.level(_record(alpha=0.1)) == "90%"
+    assert text.is_relative(_record()) and not text.is_relative(_record(difference="absolute"))
+    sentence = text.metric_sentence(_row(effect=1.5, ci_lower=0.5, ci_upper=2.5),
+                                    _record(difference="absolute", alpha=0.1))
+    assert "(+1.5, 90% interval +0.5 to +2.5; p = 0.0120)" in sentence
+
+
+def test_each_row_says_its_own_verdict():
+    record = _record([_row(verdict="harm on guardrail", effect=-0.04, ci_lower=-0.07,
+                           ci_upper=-0.01, p_value=0.03, p_value_adjusted=0.06)])
+    headline, sentences = text.decision_sentences(record)
+    assert headline == "ship treatment"
+    assert sentences == ["conversion for treatment: harm on guardrail (-4.0%, 95% interval "
+                         "-7.0% to -1.0%; p = 0.0600)."]  # the corrected p-value is shown
+
+
+def test_a_row_without_a_verdict_is_shown_as_such():
+    """No wording of the dashboard's own: an interval above zero is not turned into a verdict."""
+    for missing in (None, "", float("nan")):
+        record = _record([_row(verdict=missing, ci_lower=0.02)])
+        (sentence,) = text.decision_sentences(record)[1]
+        assert sentence.startswith(f"conversion for treatment: {text.NO_VERDICT} (")
+        assert "higher" not in sentence and "improvement" not in sentence
+
+
+def test_a_row_that_could_not_be_computed_says_why():
+    record = _record([_row(error_message="no units in the variant")])
+    assert text.decision_sentences(record)[1] == [
+        "conversion for treatment: could not be computed (no units in the variant)."]
+
+
+def test_decisions_of_several_variants_with_their_reasons():
+    record = _record([_row(variant="a"), _row(variant="b", verdict="deterioration")],
+                     decisions={"a": "ship", "b": "do not ship: primary metric worse"},
+                     reasons={"b": ["conversion fell by 2.1%"]}, decision="ship a")
+    headline, sentences = text.decision_sentences(record)
+    assert headline == "ship a"
+    assert sentences[:2] == ["Decision for a: ship.",
+                             "Decision for b: do not ship: primary metric worse "
+                             "(conversion fell by 2.1%)."]
+    assert sentences[3].startswith("conversion for b: deterioration (")
+    assert text.decision_sentences(_record(decision=""))[0] == text.NO_DECISION
+
+
+def test_chance_to_win_from_the_results_else_the_bayesian_table():
+    plain = _record()
+    assert text.chance_to_win(plain) == {}
+    bayes = pd.DataFrame([_row(chance_to_win=0.91)])
+    assert text.chance_to_win(_record(bayesian=bayes)) == {("conversion", "treatment"): 0.91}
+    own = _record([_row(chance_to_win=0.3)], bayesian=bayes)
+    assert text.chance_to_win(own) == {("conversion", "treatment"): 0.3}
+    head, rows = text.results_rows(_record(bayesian=bayes))
+    assert head == ["metric", "variant", "lift", "p-value", "chance to beat control"]
+    assert rows == [["conversion", "treatment", "+5.0%", "0.0120", "91%"]]
+    assert "chance to beat control 91%" in text.decision_sentences(_record(bayesian=bayes))[1][0]
+
+
+@pytest.mark.parametrize("status, p, kind, words", [
+    (quality.OK, 0.0004, "good", "matches the plan (SRM check p = 0.0004)"),
+    (quality.ERROR, 0.2, "bad", "differs from the plan (SRM check p = 0.2000)"),
+    (quality.WARNING, 0.01, "warning", "may differ from the plan"),
+])
+def test_srm_status_is_the_readouts_not_a_threshold_of_the_dashboard(status, p, kind, words):
+    """The p-values are deliberately on the 'wrong' side of 0.001: the status decides."""
+    record = _record(validation=_checks(**{quality.SRM: status, quality.NAN: quality.OK}),
+                     srm_p_value=p, trustworthy=status != quality.ERROR)
+    got_kind, sentence = text.srm_status(record)
+    assert got_kind == kind and words in sentence
+    assert ("do not trust" in sentence) == (status == quality.ERROR)
+
+
+def test_srm_mismatch_on_a_trusted_record_does_not_say_do_not_trust():
+    record = _record(validation=_checks(**{quality.SRM: quality.ERROR}), srm_p_value=1e-6)
+    kind, sentence = text.srm_status(record)
+    assert kind == "bad" and "do not trust" not in sentence
+
+
+def test_srm_not_checked():
+    assert text.srm_status(_record()) == ("warning", text.SRM_NOT_CHECKED)
+    no_srm_row = _record(validation=_checks(**{quality.NAN: quality.OK}))
+    assert text.srm_status(no_srm_row) == ("warning", text.SRM_NOT_CHECKED)
+
+
+def test_quality_status_counts_the_statuses():
+    assert text.quality_status(_record()) == ("warning", [text.NO_CHECKS])
+    good = _record(validation=_checks(**{quality.SRM: quality.OK, quality.NAN: quality.OK}))
+    assert text.quality_status(good) == ("good", ["All 2 data-quality checks passed."])
+    mixed = _record(validation=_checks(**{quality.SRM: quality.ERROR,
+                                          quality.CROSSOVERS: quality.WARNING,
+                                          quality.NAN: quality.OK}))
+    assert text.quality_status(mixed) == ("bad", [
+        "Of 3 data-quality checks, 1 failed and 1 needs attention:",
+        "Failed: srm: srm said error", "Check: crossovers: crossovers said warning"])
+    warned = _record(validation=_checks(**{quality.CROSSOVERS: quality.WARNING,
+                                           quality.NAN: quality.WARNING}))
+    kind, lines = text.quality_status(warned)
+    assert kind == "warning" and lines[0] == "Of 2 data-quality checks, 2 need attention:"
+
+
+def test_drift_status_words_the_drift_reports_verdict():
+    table = pd.DataFrame({"column": ["a", "b", "c", "d"], "drifted": [True, False, None, False]})
+    kind, lines = text.drift_status(table, {"dataset_drift": False})
+    assert kind == "warning"
+    assert lines == ["Some columns drifted: 1 of 3 columns changed (a).",
+                     "1 column(s) could not be compared."]
+    kind, lines = text.drift_status(table, {"dataset_drift": True})
+    assert kind == "bad" and lines[0].startswith("The data has drifted overall: 1 of 3")
+    calm = table.assign(drifted=False)
+    assert text.drift_status(calm)[0] == "good"
+    assert text.drift_status(None) == ("warning", [text.NO_DRIFT_LOGGED])

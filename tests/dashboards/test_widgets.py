@@ -1,0 +1,251 @@
+"""The dashboards (ipywidgets) on real runs: what they show equals what the readout computed.
+
+The numbers expected here are formatted by the tests from the readout's own in-memory tables
+(never from what the dashboard or the run folder holds), so a dashboard that re-derived,
+reformatted or mixed up a number would fail.
+"""
+from __future__ import annotations
+
+import html
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from workbench.dashboards import text, widgets
+from workbench.dashboards.widgets import ExperimentDashboard, ModelDashboard
+
+
+def _text(widget) -> str:
+    """All HTML/text values of a widget tree."""
+    parts = [getattr(widget, "value", "") if isinstance(getattr(widget, "value", None), str) else ""]
+    for child in getattr(widget, "children", ()):
+        parts.append(_text(child))
+    return "\n".join(parts)
+
+
+def _images(widget) -> list[bytes]:
+    found = [widget.value] if widget.__class__.__name__ == "Image" else []
+    for child in getattr(widget, "children", ()):
+        found += _images(child)
+    return found
+
+
+class _Tables(HTMLParser):
+    """The cells of every <table> in some HTML: [[header], [row]...] per table."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _tables(widget) -> list[list[list[str]]]:
+    parser = _Tables()
+    parser.feed(_text(widget))
+    return parser.tables
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def _p(p: float) -> str:
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def test_experiment_dashboard_shows_the_newest_published_decision(runs_env):
+    dash = ExperimentDashboard(query_string="")
+    result = runs_env.results[runs_env.latest]
+    assert dash.run.run_id == runs_env.latest
+    shown = _text(dash.widget)
+    assert widgets.esc(result.decision) in shown
+    # each metric in words: the frequentist readout's numbers and the Bayesian chance to win
+    bayes = runs_env.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
+    for row in result.results.to_dict("records"):
+        p = row["p_value_adjusted"] if np.isfinite(row["p_value_adjusted"]) else row["p_value"]
+        p_text = "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
+        sentence = (f"{row['metric']} for {row['variant']}: {row['verdict']} "
+                    f"({row['effect']:+.1%}, 95% interval {row['ci_lower']:+.1%} to "
+                    f"{row['ci_upper']:+.1%}; {p_text}; chance to beat control "
+                    f"{bayes[(row['metric'], row['variant'])]:.0%}).")
+        assert html.escape(sentence, quote=True) in shown
+    # the decision of each variant, as the readout worded it
+    for variant, decision in result.decisions.items():
+        assert html.escape(f"Decision for {variant}: {decision}", quote=True) in shown
+    assert "traffic split matches the plan" in shown
+    assert html.escape(f"p = {result.srm_p_value:.4f}") in shown
+    checks = result.validation.to_frame()
+    assert (checks["status"] == "ok").all()
+    assert f"All {len(checks)} data-quality checks passed" in shown
+    # unpublished runs are not offered
+    assert runs_env.unpublished not in [v for _, v in dash.run_select.options]
+    assert len(_images(dash.widget)) == 3  # forest, cumulative lift, segments
+
+
+def test_the_results_table_shows_the_readouts_numbers(runs_env):
+    """Every cell of the chance-to-win table, against the readout's frames row by row."""
+    dash = ExperimentDashboard(query_string="")
+    result = runs_env.results[runs_env.latest]
+    bayes = runs_env.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
+    (table,) = _tables(dash.widget)
+    head, *rows = table
+    assert head == ["metric", "variant", "lift", "p-value", "chance to beat control"]
+    expected = []
+    for r in result.results.to_dict("records"):
+        p = r["p_value_adjusted"] if np.isfinite(r["p_value_adjusted"]) else r["p_value"]
+        expected.append([r["metric"], r["variant"], _pct(r["effect"]), _p(p),
+                         f"{bayes[(r['metric'], r['variant'])]:.0%}"])
+    assert rows == expected
+    # the Bayesian chances are the posterior's, not the frequentist p-values in disguise
+    assert 0 < bayes.min() and bayes.max() < 1
+
+
+def test_srm_run_is_flagged_in_plain_words(runs_env):
+    dash = ExperimentDashboard(query_string=f"run={runs_env.faulty}")
+    result = runs_env.results[runs_env.faulty]
+    assert dash.run.run_id == runs_env.faulty
+    shown = _text(dash.widget)
+    assert "traffic split differs from the plan" in shown
+    assert "do not trust" in shown
+    assert not result.trustworthy
+    # the checks the readout flagged, counted independently from the readout's own frame
+    checks = result.validation.to_frame()
+    status = checks["status"]
+    n_fail = int((status == "error").sum())
+    n_warn = int((status == "warning").sum())
+    assert n_fail >= 1  # the SRM check at least
+    parts = [f"{n_fail} failed"] + ([f"{n_warn} need"] if n_warn else [])
+    assert f"Of {len(checks)} data-quality checks, {' and '.join(parts)}" in shown
+    for name in checks.loc[status != "ok", "check"]:
+        assert widgets.esc(name) in shown
+    # every verdict shown is the readout's own (no wording of the dashboard's)
+    for row in result.results.to_dict("records"):
+        assert widgets.esc(f"{row['metric']} for {row['variant']}: {row['verdict']} (") in shown
+    assert text.NO_VERDICT not in shown
+
+
+def test_widget_changes_update_the_view(runs_env):
+    dash = ExperimentDashboard(query_string="")
+    before = _images(dash.metric_area)
+    dash.metric_select.value = "revenue_per_user"
+    assert "Cumulative lift over time: revenue_per_user" in _text(dash.metric_area)
+    assert _images(dash.metric_area) != before
+    dash.experiment_select.value = runs_env.faulty_experiment
+    assert dash.run.run_id == runs_env.faulty
+    assert "differs from the plan" in _text(dash.widget)
+    dash.experiment_select.value = runs_env.experiment
+    dash.run_select.value = runs_env.frequentist
+    assert dash.run.run_id == runs_env.frequentist
+    assert "This run has no Bayesian readout" in _text(dash.widget)
+    # without a Bayesian table the results table has no chance column
+    (table,) = _tables(dash.widget)
+    assert table[0] == ["metric", "variant", "lift", "p-value"]
+
+
+def test_a_run_without_a_readout_record_says_so(runs_env):
+    dash = ExperimentDashboard(query_string=f"run={runs_env.legacy}")
+    assert dash.run.run_id == runs_env.legacy
+    shown = _text(dash.body)
+    assert widgets.esc(text.NO_RECORD) in shown
+    assert text.PART_FAILED not in shown
+    # one sentence, nothing re-derived from its tables
+    assert runs_env.results[runs_env.legacy].decision not in shown
+    assert _images(dash.widget) == []
+
+
+def test_missing_or_unpublished_run_gives_a_friendly_message(runs_env):
+    for requested in ("does-not-exist", runs_env.unpublished):
+        dash = ExperimentDashboard(query_string=f"run={requested}")
+        assert f"Run “{requested}” was not found among the published runs" in dash.notice.value
+        assert dash.run.run_id == runs_env.latest  # the latest is shown instead
+    # a viewer's query string is escaped, never rendered as HTML
+    dash = ExperimentDashboard(query_string="run=<script>alert(1)</script>")
+    assert "<script>" not in dash.notice.value and "&lt;script&gt;" in dash.notice.value
+
+
+def test_no_runs_at_all_is_a_friendly_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_REPORTS_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    for dash in (ExperimentDashboard(query_string="run=x"), ModelDashboard(query_string="")):
+        assert "No published" in _text(dash.widget)
+        assert dash.body.children == ()
+
+
+def test_model_dashboard_scores_shap_and_drift(runs_env):
+    dash = ModelDashboard(query_string="")
+    logged = runs_env.results[runs_env.model]
+    assert dash.run.run_id == runs_env.model
+    shown = _text(dash.widget)
+    # scores and SHAP come from the task's other runs (one template each), said so
+    assert "gradient_boosting" in shown
+    assert f"{logged['scores']['roc_auc_mean'].iloc[0]:.4g}" in shown
+    assert shown.count("from run ") == 2
+    drifted = [c for c, d in logged["drift"].verdicts().items() if d]
+    assert drifted, "the sample's current period drifts"
+    assert f"{len(drifted)} of {logged['drift'].n_columns} columns changed" in shown
+    overall = ("The data has drifted overall" if logged["drift"].dataset_drift
+               else "Some columns drifted")
+    assert overall in shown  # the drift report's own verdict
+    for column in drifted:
+        assert column in shown
+    assert len(_images(dash.widget)) == 1  # SHAP importance drawn from the logged table
+    # the scores table cell by cell, against the frame that was logged
+    (scores,) = [t for t in _tables(dash.widget) if t[0][0] == "model"]
+    frame = logged["scores"]
+    assert scores[0] == list(frame.columns)
+    assert scores[1] == ["gradient_boosting", f"{frame['roc_auc_mean'].iloc[0]:.4g}",
+                         f"{frame['roc_auc_sd'].iloc[0]:.4g}"]
+    # choosing the scores run shows the same task's drift, from the drift run
+    dash.run_select.value = runs_env.model_runs[0]
+    assert f"{len(drifted)} of {logged['drift'].n_columns} columns changed" in _text(dash.widget)
+
+
+def test_a_broken_run_shows_a_sentence_not_an_exception(runs_env, tmp_path, monkeypatch):
+    import shutil
+
+    from workbench.dashboards import catalogue
+    from workbench.readout.record import RESULTS, SEGMENTS
+
+    results, segments = f"{RESULTS}.parquet", f"{SEGMENTS}.parquet"
+    source = catalogue.load_run(runs_env.frequentist).record.path
+    copy = tmp_path / "ab_test" / "broken" / source.name
+    shutil.copytree(source, copy)
+    (copy / "tables" / results).write_bytes(b"not parquet")
+    (copy / "tables" / segments).unlink()
+    monkeypatch.setenv("WORKBENCH_REPORTS_DIR", str(tmp_path))
+    dash = ExperimentDashboard(published_only=False, query_string="")
+    assert text.PART_FAILED in _text(dash.widget)
+    # a run with results but without segments: that section says so, the rest renders
+    (copy / "tables" / results).write_bytes((source / "tables" / results).read_bytes())
+    dash = ExperimentDashboard(published_only=False, query_string="")
+    shown = _text(dash.widget)
+    assert text.PART_FAILED not in shown
+    assert "This run logged no segment breakdown." in shown
+    assert runs_env.results[runs_env.frequentist].decision in shown
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("run=abc&metric=conversion", {"run": "abc", "metric": "conversion"}),
+    ("run=" + "x" * 500, {"run": "x" * 200}),
+    ("", {}),
+])
+def test_query_parameters_are_cut_and_first_wins(query, expected):
+    assert widgets.query_parameters(query) == expected
+    assert widgets.query_parameters("run=first&run=second") == {"run": "first"}

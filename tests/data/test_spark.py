@@ -1,0 +1,93 @@
+"""Spark as a source: the same compiled metric expressions on PySpark (local[2], through Ibis) and
+on DuckDB give the same sufficient statistics, to 1e-9 relative, and the same uplift frame, on the
+generated sample."""
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+import workbench as wb
+from workbench.modeling import uplift_frame
+
+pytestmark = pytest.mark.spark
+
+TABLES = ("assignments", "events", "users", "experiments")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("workbench-tests")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.default.parallelism", "2")
+               .config("spark.driver.memory", "1g")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def engines(spark, small_warehouse, tmp_path_factory):
+    """Experiments on DuckDB and on Spark over the very same rows (via parquet)."""
+    d = tmp_path_factory.mktemp("spark_tables")
+    src = duckdb.connect(str(small_warehouse), read_only=True)
+    for t in TABLES:
+        src.execute(f"COPY {t} TO '{d / t}.parquet' (FORMAT parquet)")
+    src.close()
+    for t in TABLES:
+        spark.read.parquet(str(d / f"{t}.parquet")).cache().createOrReplaceTempView(t)
+    on_spark = wb.Experiment.from_source(spark)  # a SparkSession goes through ibis.pyspark
+    on_duckdb = wb.Experiment.from_source(small_warehouse)
+    return on_duckdb, on_spark
+
+
+def _assert_same(a: pd.DataFrame, b: pd.DataFrame, keys):
+    a = a.sort_values(keys).reset_index(drop=True)
+    b = b.sort_values(keys).reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a[keys], b[keys], check_dtype=False)
+    num = [c for c in a.columns if c not in keys and c != "kind"]
+    x, y = a[num].to_numpy(float), b[num].to_numpy(float)
+    assert (np.isnan(x) == np.isnan(y)).all()
+    ok = ~np.isnan(x)
+    np.testing.assert_allclose(x[ok], y[ok], rtol=1e-9, atol=0)
+
+
+def test_overall_statistics_agree(engines):
+    on_duckdb, on_spark = engines
+    # Spark's exact `percentile` and DuckDB's quantile_cont interpolate the same way
+    pd.testing.assert_frame_equal(on_spark.compiler.cap_thresholds(),
+                                  on_duckdb.compiler.cap_thresholds(), rtol=1e-9)
+    _assert_same(on_spark.sufficient_stats(), on_duckdb.sufficient_stats(),
+                 ["metric", "variant"])
+
+
+def test_segment_statistics_agree(engines):
+    on_duckdb, on_spark = engines
+    _assert_same(on_spark.sufficient_stats(segments=["device"]),
+                 on_duckdb.sufficient_stats(segments=["device"]),
+                 ["metric", "variant", "dimension", "segment"])
+
+
+@pytest.mark.slow  # ~10 s more of Spark jobs; the overall and segment checks run always
+def test_daily_statistics_agree(engines):
+    on_duckdb, on_spark = engines
+    a, b = on_spark.sufficient_stats(by_day=True), on_duckdb.sufficient_stats(by_day=True)
+    _assert_same(a, b, ["metric", "variant", "date"])
+
+
+def test_uplift_frame_agrees(engines):
+    on_duckdb, on_spark = engines
+    a = uplift_frame(on_spark, variant="treatment_a")
+    b = uplift_frame(on_duckdb, variant="treatment_a")
+    assert len(a) > 10_000 and list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True),
+                                  check_dtype=False, check_categorical=False, rtol=1e-12)

@@ -1,0 +1,263 @@
+"""Every sentence the dashboards show, and how they format numbers.
+
+The sentences only word what a run logged: the readout record's decision, the verdict of each
+results row, the data-quality statuses. Nothing here compares a p-value with a threshold or
+decides a verdict; that is :mod:`workbench.readout` and :mod:`workbench.data.quality`'s job.
+Sentences are plain text (the widgets escape them).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from workbench.readout.record import BAYESIAN, RESULTS, VALIDATION, ReadoutRecord, overall_rows
+
+NO_RUNS = ("No published {kind} runs yet. A data scientist publishes one with "
+           "<code>workbench publish RUN_ID</code>.")
+RUN_NOT_FOUND = "Run “{run_id}” was not found among the {scope} runs."
+SHOWING_LATEST = " Showing the latest one instead."
+PART_FAILED = "This part of the dashboard could not be shown."
+NO_RECORD = ("This run logged no readout record (it was made by an older version of the "
+             "workbench), so its results cannot be shown here; run the readout again.")
+NO_DECISION = "No decision was recorded for this run."
+NO_VERDICT = "no verdict recorded"
+NO_RESULTS = "No results were logged."
+NO_BAYESIAN = ("This run has no Bayesian readout, so there is no chance to beat control; the "
+               "p-value says how surprising the difference would be if there were no effect.")
+NO_TIMESERIES = "This run logged no daily results."
+NO_TIMESERIES_FOR = "No daily results for {metric}."
+NO_SEGMENTS = "This run logged no segment breakdown."
+NO_SEGMENTS_FOR = "No {dimension} breakdown for {metric}."
+NOT_LOGGED_FOR_TASK = "No {what} was logged for this model task."
+FROM_RUN = "from run {label}"
+MODEL_TASK = "Model task {experiment}"
+SRM_NOT_CHECKED = "The traffic split was not checked in this run (no SRM check logged)."
+SRM_MISMATCH = "Warning: the traffic split differs from the plan (SRM check {p})."
+SRM_UNTRUSTED = (" Something went wrong in the assignment: do not trust these results until it "
+                 "is explained.")
+SRM_DOUBT = "The traffic split may differ from the plan (SRM check {p}): look into it."
+SRM_MATCH = "The traffic split matches the plan (SRM check {p})."
+NO_CHECKS = "No data-quality checks were logged for this run."
+ALL_CHECKS_PASSED = "All {n} data-quality checks passed."
+NO_DRIFT_LOGGED = "No drift check was logged for this run."
+
+
+# ------------------------------------------------------------------------------- numbers
+def finite(value: Any) -> bool:
+    """True for a number that is neither None, NaN nor infinite."""
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_effect(value: Any, relative: bool) -> str:
+    """A lift as a signed percentage (``+3.2%``), an absolute difference with 4 digits."""
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    return f"{value:+.1%}" if relative else f"{value:+.4g}"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value with 4 decimals, ``< 0.0001`` below that."""
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def p_equals(value: Any) -> str:
+    """``p = 0.0123`` or ``p < 0.0001``."""
+    text = fmt_p(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def fmt_chance(value: Any) -> str:
+    """A chance to beat control as a whole percentage."""
+    return f"{float(value):.0%}" if finite(value) else "n/a"
+
+
+def fmt_value(value: Any) -> str:
+    """A table cell or summary value: floats with 4 significant digits."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def level(record: ReadoutRecord) -> str:
+    """The intervals' confidence level, ``95%`` for alpha 0.05."""
+    return f"{1 - record.alpha:.0%}"
+
+
+def is_relative(record: ReadoutRecord) -> bool:
+    """Whether effects are lifts (relative) rather than absolute differences."""
+    return record.difference != "absolute"
+
+
+def shown_p(row: Mapping[str, Any]) -> Any:
+    """The p-value a row shows: the corrected one when the readout corrected it."""
+    adjusted = row.get("p_value_adjusted")
+    return adjusted if finite(adjusted) else row.get("p_value")
+
+
+# ------------------------------------------------------------------------------- readout
+def chance_to_win(record: ReadoutRecord) -> dict:
+    """``{(metric, variant): chance to beat control}`` from the record's results, else from its
+    Bayesian table (a frequentist readout logs the Bayesian one beside it)."""
+    for name in (RESULTS, BAYESIAN):
+        frame = overall_rows(record.table(name))
+        if frame is not None and "chance_to_win" in frame.columns \
+                and frame["chance_to_win"].notna().any():
+            return {(r["metric"], r["variant"]): r["chance_to_win"]
+                    for r in frame.to_dict("records")}
+    return {}
+
+
+def metric_sentence(row: Mapping[str, Any], record: ReadoutRecord,
+                    chance: Any = None) -> str:
+    """One results row in words: its verdict, effect, interval, p-value and chance to win."""
+    metric, variant = row.get("metric", "?"), row.get("variant", "?")
+    error = row.get("error_message")
+    if isinstance(error, str) and error:
+        return f"{metric} for {variant}: could not be computed ({error})."
+    relative = is_relative(record)
+    lo, hi = row.get("ci_lower"), row.get("ci_upper")
+    interval = (f"{level(record)} interval {fmt_effect(lo, relative)} to "
+                f"{fmt_effect(hi, relative)}" if finite(lo) and finite(hi) else "no interval")
+    verdict = row.get("verdict")
+    verdict = verdict if isinstance(verdict, str) and verdict else NO_VERDICT
+    text = f"{metric} for {variant}: {verdict} ({fmt_effect(row.get('effect'), relative)}, " \
+           f"{interval}"
+    if finite(shown_p(row)):
+        text += f"; {p_equals(shown_p(row))}"
+    if finite(chance):
+        text += f"; chance to beat control {fmt_chance(chance)}"
+    return text + ")."
+
+
+def decision_sentences(record: ReadoutRecord) -> tuple[str, list[str]]:
+    """The headline decision and the sentences under it (plain text, not escaped).
+
+    The sentences are the decision of each variant (with its reasons) when there are several
+    variants or reasons, then one sentence per metric x variant of the results table.
+    """
+    headline = record.decision or NO_DECISION
+    sentences: list[str] = []
+    if len(record.decisions) > 1 or record.reasons:
+        for variant, decision in record.decisions.items():
+            reasons = [str(r) for r in record.reasons.get(variant, ()) if r]
+            sentences.append(f"Decision for {variant}: {decision}"
+                             + (f" ({'; '.join(reasons)})." if reasons else "."))
+    results = record.results
+    if results is None or results.empty:
+        return headline, sentences
+    chances = chance_to_win(record)
+    for row in results.to_dict("records"):
+        sentences.append(metric_sentence(row, record,
+                                         chances.get((row.get("metric"), row.get("variant")))))
+    return headline, sentences
+
+
+def results_rows(record: ReadoutRecord) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the results table (metric, variant, effect, p-value, chance)."""
+    relative = is_relative(record)
+    chances = chance_to_win(record)
+    head = ["metric", "variant", "lift" if relative else "difference", "p-value"]
+    if chances:
+        head.append("chance to beat control")
+    rows = []
+    for r in record.results.to_dict("records"):
+        row = [str(r.get("metric")), str(r.get("variant")), fmt_effect(r.get("effect"), relative),
+               fmt_p(shown_p(r))]
+        if chances:
+            row.append(fmt_chance(chances.get((r.get("metric"), r.get("variant")))))
+        rows.append(row)
+    return head, rows
+
+
+def _quality():
+    # imported on use: the quality module pulls in the engine side (Ibis)
+    from workbench.data import quality
+
+    return quality
+
+
+def srm_status(record: ReadoutRecord) -> tuple[str, str]:
+    """(kind, sentence) about the sample ratio mismatch check, as the readout judged it.
+
+    The status is the SRM row of the record's validation table; the p-value is the record's.
+    """
+    quality = _quality()
+    table = record.table(VALIDATION)
+    rows = (table[table["check"] == quality.SRM] if table is not None and not table.empty
+            else None)
+    p = record.srm_p_value
+    if rows is None or rows.empty:
+        return "warning", SRM_NOT_CHECKED
+    status = str(rows["status"].iloc[0])
+    if status == quality.ERROR:
+        return "bad", SRM_MISMATCH.format(p=p_equals(p)) + (
+            "" if record.trustworthy else SRM_UNTRUSTED)
+    if status == quality.WARNING:
+        return "warning", SRM_DOUBT.format(p=p_equals(p))
+    return "good", SRM_MATCH.format(p=p_equals(p))
+
+
+def quality_status(record: ReadoutRecord) -> tuple[str, list[str]]:
+    """(kind, sentences) about the data-quality checks of the record's validation table
+    (:meth:`workbench.data.quality.QualityReport.to_frame`: ``check, status, message``...)."""
+    quality = _quality()
+    table = record.table(VALIDATION)
+    if table is None or table.empty:
+        return "warning", [NO_CHECKS]
+    found: dict[str, list[str]] = {quality.ERROR: [], quality.WARNING: []}
+    for row in table.to_dict("records"):
+        if row["status"] in found:
+            message = row.get("message")
+            found[row["status"]].append(f"{row['check']}: {message}"
+                                        if isinstance(message, str) and message
+                                        else str(row["check"]))
+    failed, warned = found[quality.ERROR], found[quality.WARNING]
+    if not failed and not warned:
+        return "good", [ALL_CHECKS_PASSED.format(n=len(table))]
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    if warned:
+        parts.append(f"{len(warned)} {'needs' if len(warned) == 1 else 'need'} attention")
+    lines = [f"Of {len(table)} data-quality checks, {' and '.join(parts)}:"]
+    lines += [f"Failed: {x}" for x in failed] + [f"Check: {x}" for x in warned]
+    return ("bad" if failed else "warning"), lines
+
+
+# ------------------------------------------------------------------------------- models
+def drift_status(table, summary: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
+    """(kind, sentences) from a ``drift`` table (:mod:`workbench.drift` columns).
+
+    Whether the data drifted overall is the drift run's own verdict (its summary's
+    ``dataset_drift``); the table gives which columns changed.
+    """
+    if table is None or table.empty or "drifted" not in table.columns:
+        return "warning", [NO_DRIFT_LOGGED]
+    judged = table[table["drifted"].notna()]
+    if judged.empty:
+        return "warning", ["No column could be compared for drift."]
+    drifted = [str(c) for c, d in zip(judged["column"], judged["drifted"]) if bool(d)]
+    if not drifted:
+        kind = "good"
+        lines = [f"No drift: none of the {len(judged)} columns changed between the reference "
+                 "and the current data."]
+    else:
+        overall = bool((summary or {}).get("dataset_drift"))
+        kind = "bad" if overall else "warning"
+        lines = [f"{'The data has drifted overall' if overall else 'Some columns drifted'}: "
+                 f"{len(drifted)} of {len(judged)} columns changed "
+                 f"({', '.join(drifted[:10])}{', ...' if len(drifted) > 10 else ''})."]
+    skipped = len(table) - len(judged)
+    if skipped:
+        lines.append(f"{skipped} column(s) could not be compared.")
+    return kind, lines

@@ -1,0 +1,605 @@
+"""The Voilà dashboards (ipywidgets). The notebooks in ``notebooks/dashboards/`` only call
+:func:`experiment_dashboard` and :func:`model_dashboard`.
+
+The experiment dashboard loads a run's readout record in one call and renders it; the model
+dashboard shows what the model templates logged. Viewer input (dropdowns, the query string) is
+only matched against existing runs and metrics, and escaped wherever it is shown.
+"""
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from workbench.dashboards import text
+from workbench.dashboards.catalogue import (
+    LoadedRun,
+    RunRecord,
+    find_run,
+    list_runs,
+    load_run,
+    published_only_default,
+)
+from workbench.errors import DataError
+from workbench.readout.record import RESULTS, SEGMENTS, TIMESERIES, ReadoutRecord
+
+log = logging.getLogger(__name__)
+
+MODEL_TABLES = ("scores", "shap_importance", "drift")
+_BOX = ("padding:10px 14px;margin:6px 0;border-radius:6px;border-left:6px solid {colour};"
+        "background:{background};font-size:14px;line-height:1.45")
+_STYLES = {"info": ("#4C72B0", "#EEF3FA"), "good": ("#2E8B57", "#EDF7F0"),
+           "warning": ("#D98E04", "#FDF6E7"), "bad": ("#C44E52", "#FBEDEE")}
+
+
+# ------------------------------------------------------------------------------- HTML
+def esc(value: Any) -> str:
+    """``value`` as text safe inside HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def box(inner_html: str, kind: str = "info") -> str:
+    """A coloured box (``info``, ``good``, ``warning``, ``bad``) around some HTML."""
+    colour, background = _STYLES[kind]
+    return f'<div style="{_BOX.format(colour=colour, background=background)}">{inner_html}</div>'
+
+
+def table_html(head: list[str], rows: list[list[Any]]) -> str:
+    """A small HTML table of escaped cells."""
+    th = "".join(f"<th style='text-align:left;padding:3px 10px;white-space:nowrap'>{esc(h)}"
+                 "</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td style='padding:3px 10px'>{esc(c)}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return (f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{th}</tr>"
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+def _bullets(lines: list[str], margin: str = "6px 0 0 0") -> str:
+    if not lines:
+        return ""
+    return (f"<ul style='margin:{margin}'>" + "".join(f"<li>{esc(s)}</li>" for s in lines)
+            + "</ul>")
+
+
+# ------------------------------------------------------------------------------- kernel side
+def plots():
+    """:mod:`workbench.plots.experiment` (imported on first use: it pulls in matplotlib)."""
+    from workbench.plots import experiment
+
+    return experiment
+
+
+WIDGET_MESSAGE_REFUSED = "A widget message could not be handled; nothing was changed."
+_KERNEL_LOGGERS = ("Comm", "ipykernel.comm", "traitlets", "IPKernelApp")
+
+
+def _server_log_stream():
+    """The kernel's own stderr (the server's log), not the copy ipykernel sends the viewer."""
+    fd = getattr(sys.stderr, "_original_stdstream_copy", None)  # fd 2 is forwarded: its copy
+    if fd is None:
+        if getattr(sys.stderr, "_should_watch", True):  # unknown stream: say nothing
+            return None
+        fd = 2  # ipykernel does not forward fd 2 (e.g. under pytest): it is the server's log
+    try:
+        return os.fdopen(os.dup(fd), "w", buffering=1, errors="replace")
+    except OSError:
+        return None
+
+
+def quiet_tracebacks() -> None:
+    """In a dashboard kernel, keep every traceback away from the viewer.
+
+    ipywidgets answers a malformed widget (comm) message or a failing callback with
+    ``showtraceback()`` (an ``error`` message with the full traceback, paths and source lines),
+    and the kernel's loggers write to a stderr that ipykernel forwards to the page. Here the
+    traceback and those log lines go to the server's log only, and the viewer gets one line,
+    :data:`WIDGET_MESSAGE_REFUSED`, with the exception's type name. Idempotent; outside IPython
+    it does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_workbench_quiet", False):
+        return
+    stream = _server_log_stream()
+    handler = (logging.StreamHandler(stream) if stream is not None
+               else logging.NullHandler())
+    handler.setLevel(logging.WARNING)  # no message contents at debug level
+    handler.setFormatter(logging.Formatter("[dashboard kernel] %(levelname)s | %(name)s | "
+                                           "%(message)s"))
+    for name in _KERNEL_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+    app_log = getattr(getattr(shell, "kernel", None), "log", None)
+    if isinstance(app_log, logging.Logger) and app_log.name not in _KERNEL_LOGGERS:
+        for old in list(app_log.handlers):
+            app_log.removeHandler(old)
+        app_log.addHandler(handler)
+        app_log.propagate = False
+    server_log = logging.getLogger("workbench.dashboards.kernel")
+    server_log.handlers[:] = [handler]
+    server_log.propagate = False
+    publish = getattr(shell, "_showtraceback", None)
+
+    def showtraceback(exc_tuple=None, *args, **kwargs):
+        etype, value, tb = exc_tuple if exc_tuple is not None else sys.exc_info()
+        if etype is None:
+            etype, value = RuntimeError, RuntimeError("no exception")
+        server_log.error("widget message failed", exc_info=(etype, value, tb))
+        if publish is not None:
+            line = f"{WIDGET_MESSAGE_REFUSED} ({etype.__name__})"
+            publish(etype, line, [line])
+
+    shell.showtraceback = showtraceback
+    shell._workbench_quiet = True
+
+
+def warm_up() -> None:
+    """Import what drawing a dashboard needs (done by a preheated kernel before any viewer),
+    and keep tracebacks away from viewers (:func:`quiet_tracebacks`)."""
+    quiet_tracebacks()
+    import ipywidgets  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import workbench.data.quality  # noqa: F401 - the check names and statuses
+
+    plots()
+
+
+def wait_for_viewer() -> None:
+    """In a preheated Voilà kernel, block until a viewer's request arrives (sets QUERY_STRING).
+
+    Outside Voilà's preheat mode this returns at once.
+    """
+    if os.environ.get("VOILA_PREHEAT", "False") == "True":
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+
+
+def query_parameters(query_string: str | None = None) -> dict[str, str]:
+    """The page's query parameters (Voilà puts them in ``QUERY_STRING``), first value of each.
+
+    Values come from the viewer: they are cut to 200 characters and only ever compared with
+    names of existing runs and metrics.
+    """
+    if query_string is None:
+        query_string = os.environ.get("QUERY_STRING", "")
+    parsed = parse_qs(query_string or "", keep_blank_values=False)
+    return {k: v[0][:200] for k, v in parsed.items() if v}
+
+
+def _figure_png(fig) -> bytes:
+    if not hasattr(fig, "savefig") and hasattr(fig, "get_figure"):  # an Axes
+        fig = fig.get_figure()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    if getattr(fig, "number", None) is not None:  # made through pyplot: free it
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _new_axes(height: float, width: float = 6.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.add_subplot()
+
+
+def _plotted(plot, frame, *, height: float, width: float = 6.4, **kwargs):
+    """A figure drawn by a :mod:`workbench.plots.experiment` function on a tidy frame."""
+    fig, ax = _new_axes(height, width)
+    plot(frame, ax=ax, **kwargs)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------- dashboards
+class _Dashboard:
+    """Shared machinery: run selection, query parameters, friendly failures."""
+
+    kind = "experiment"
+
+    def __init__(self, run_id: str | None, published_only: bool | None,
+                 query_string: str | None):
+        import ipywidgets as widgets
+
+        warm_up()
+        self.widgets = widgets
+        if query_string is None:
+            wait_for_viewer()
+        self.query = query_parameters(query_string)
+        self.published_only = (published_only_default() if published_only is None
+                               else published_only)
+        self.requested = run_id or self.query.get("run")
+        self.notice = widgets.HTML()
+        self.experiment_select = widgets.Dropdown(description="Experiment",
+                                                  layout=widgets.Layout(width="340px"))
+        self.run_select = widgets.Dropdown(description="Run", layout=widgets.Layout(width="520px"))
+        self.body = widgets.VBox()
+        self.run: LoadedRun | None = None
+        try:
+            self.runs = [r for r in list_runs(published_only=self.published_only)
+                         if self.accepts(r)]
+        except Exception as exc:  # noqa: BLE001 - a viewer never sees a traceback
+            log.debug("listing runs failed", exc_info=True)
+            self.runs = []
+            self.notice.value = box(esc(f"{text.PART_FAILED} ({type(exc).__name__})"), "bad")
+
+    def accepts(self, record: RunRecord) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _scope(self) -> str:
+        return "published" if self.published_only else "logged"
+
+    def start(self):
+        """Fill the selectors (honouring ``?run=``) and render the chosen run."""
+        if not self.runs:
+            self.experiment_select.layout.display = self.run_select.layout.display = "none"
+            scope = "published " if self.published_only else ""
+            self.notice.value = self.notice.value or box(
+                text.NO_RUNS.format(kind=self.kind).replace("published ", scope), "info")
+            if self.requested:
+                self.notice.value = box(esc(text.RUN_NOT_FOUND.format(
+                    run_id=self.requested, scope=self._scope())), "warning") + self.notice.value
+            return
+        chosen = self.runs[0]
+        if self.requested:
+            found = find_run(self.requested, self.runs)
+            if found is None:
+                self.notice.value = box(
+                    esc(text.RUN_NOT_FOUND.format(run_id=self.requested, scope=self._scope()))
+                    + text.SHOWING_LATEST, "warning")
+            else:
+                chosen = found
+        elif self.query.get("experiment"):
+            same = [r for r in self.runs if r.experiment == self.query["experiment"]]
+            chosen = same[0] if same else chosen
+        experiments = list(dict.fromkeys(r.experiment for r in self.runs))
+        self.experiment_select.options = experiments
+        self.experiment_select.value = chosen.experiment
+        self._fill_runs(chosen.experiment, chosen.run_id)
+        self.experiment_select.observe(self._on_experiment, names="value")
+        self.run_select.observe(self._on_run, names="value")
+        self.show(chosen.run_id)
+
+    def _fill_runs(self, experiment: str, run_id: str | None = None):
+        runs = [r for r in self.runs if r.experiment == experiment]
+        self._filling = True  # setting options fires value changes: render once, after
+        try:
+            self.run_select.options = [(r.label, r.run_id) for r in runs]
+            self.run_select.value = run_id or (runs[0].run_id if runs else None)
+        finally:
+            self._filling = False
+
+    def _on_experiment(self, change):
+        if change["new"] not in {r.experiment for r in self.runs}:  # viewer input: known only
+            return
+        self._fill_runs(change["new"])
+        self.show(self.run_select.value)
+
+    def _on_run(self, change):
+        if getattr(self, "_filling", False) or change["new"] is None:
+            return
+        if change["new"] not in {r.run_id for r in self.runs}:  # viewer input: known only
+            return
+        if self.run is None or change["new"] != self.run.run_id:
+            self.show(change["new"])
+
+    def show(self, run_id: str):
+        """Load a run and render it; any failure becomes a friendly message."""
+        try:
+            self.run = load_run(run_id, runs=self.runs)
+            self.body.children = self.render(self.run)
+        except Exception as exc:  # noqa: BLE001 - a viewer never sees a traceback
+            log.debug("rendering run %s failed", run_id, exc_info=True)
+            self.body.children = [self.widgets.HTML(box(
+                esc(f"{text.PART_FAILED} ({type(exc).__name__})"), "bad"))]
+
+    def render(self, run: LoadedRun) -> list:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _image(self, fig_or_path, max_width: str = "100%") -> Any:
+        data = fig_or_path.read_bytes() if isinstance(fig_or_path, Path) else _figure_png(fig_or_path)
+        return self.widgets.Image(value=data, format="png",
+                                  layout=self.widgets.Layout(max_width=max_width, height="auto"))
+
+    def _message(self, sentence: str, kind: str = "info") -> list:
+        return [self.widgets.HTML(box(esc(sentence), kind))]
+
+    def _section(self, title: str, *children) -> Any:
+        return self.widgets.VBox([self.widgets.HTML(f"<h3 style='margin:14px 0 4px'>{esc(title)}"
+                                                    "</h3>"), *children],
+                                 layout=self.widgets.Layout(margin="0 28px 0 0"))
+
+    def _safe(self, title: str, build) -> Any:
+        """A section whose failure is shown as a message instead of breaking the page."""
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return self._section(title, *build())
+        except Exception as exc:  # noqa: BLE001
+            log.debug("section %s failed", title, exc_info=True)
+            return self._section(title, self.widgets.HTML(
+                box(esc(f"{text.PART_FAILED} ({type(exc).__name__})"), "bad")))
+
+
+class ExperimentDashboard(_Dashboard):
+    """The experiment dashboard: decision, lift, chance to win, cumulative lift, segments, SRM.
+
+    It renders the run's :class:`~workbench.readout.record.ReadoutRecord` and nothing else.
+    Build with :func:`experiment_dashboard`; ``widget`` is what the notebook displays.
+    """
+
+    kind = "experiment"
+
+    def __init__(self, run_id=None, *, metric=None, published_only=None, query_string=None):
+        super().__init__(run_id, published_only, query_string)
+        w = self.widgets
+        self.record: ReadoutRecord | None = None
+        self.requested_metric = metric or self.query.get("metric")
+        self.metric_select = w.Dropdown(description="Metric", layout=w.Layout(width="340px"))
+        self.dimension_select = w.Dropdown(description="Segment by",
+                                           layout=w.Layout(width="340px"))
+        self.metric_select.observe(self._on_metric, names="value")
+        self.dimension_select.observe(self._on_metric, names="value")
+        self.metric_area = w.VBox()
+        self.widget = w.VBox([
+            w.HTML("<h2 style='margin:4px 0'>Experiment results</h2>"),
+            self.notice, w.HBox([self.experiment_select, self.run_select]), self.body,
+        ], layout=w.Layout(max_width="1200px", padding="0 12px"))
+        self.start()
+
+    def accepts(self, record: RunRecord) -> bool:
+        return RESULTS in record.tables
+
+    def render(self, run: LoadedRun) -> list:
+        w = self.widgets
+        try:
+            record = ReadoutRecord.from_logged(run.summary, run.tables)
+        except DataError:  # an older run: say so, in one sentence
+            self.record = None
+            self.metric_area.children = []
+            return self._message(text.NO_RECORD, "warning")
+        self.record = record
+        headline, sentences = text.decision_sentences(record)
+        decision = w.HTML(box(
+            "<div style='font-size:13px;color:#555'>Decision</div>"
+            f"<div style='font-size:20px;font-weight:600'>{esc(headline)}</div>"
+            + _bullets(sentences), "info"))
+        srm_kind, srm_text = text.srm_status(record)
+        dq_kind, dq_lines = text.quality_status(record)
+        status = w.HBox([
+            w.HTML(box("<b>Traffic split.</b> " + esc(srm_text), srm_kind)),
+            w.HTML(box("<b>Data quality.</b> " + esc(dq_lines[0])
+                       + _bullets(dq_lines[1:], "4px 0 0 0"), dq_kind))])
+        results = record.results
+        relative = text.is_relative(record)
+        lift = self._safe(f"Lift by metric ({text.level(record)} intervals)", lambda: [
+            self._image(_plotted(plots().plot_forest, results, percent=relative, width=7.2,
+                                 height=0.45 * len(results) + 1.5))])
+        chance = self._safe("Chance to win", lambda: [w.HTML(self._chance_html(record))])
+        metrics = list(dict.fromkeys(results["metric"]))
+        segments = record.table(SEGMENTS)
+        dimensions = (list(dict.fromkeys(segments["dimension"].dropna()))
+                      if segments is not None and not segments.empty else [])
+        self._updating = True  # one render for the new options, not one per trait change
+        try:
+            self.metric_select.options = metrics
+            wanted = self.requested_metric if self.requested_metric in metrics else None
+            self.metric_select.value = wanted or (metrics[0] if metrics else None)
+            self.dimension_select.options = dimensions
+            self.dimension_select.value = dimensions[0] if dimensions else None
+            self.dimension_select.layout.display = None if dimensions else "none"
+        finally:
+            self._updating = False
+        self._render_metric()
+        return [decision, status, w.HBox([lift, chance]),
+                w.HTML("<h3 style='margin:14px 0 4px'>One metric over time and by segment</h3>"),
+                w.HBox([self.metric_select, self.dimension_select]), self.metric_area]
+
+    @staticmethod
+    def _chance_html(record: ReadoutRecord) -> str:
+        if record.results.empty:
+            return box(esc(text.NO_RESULTS), "warning")
+        head, rows = text.results_rows(record)
+        note = ("" if text.chance_to_win(record) else
+                "<p style='font-size:12px;color:#555;max-width:420px'>"
+                f"{esc(text.NO_BAYESIAN)}</p>")
+        return table_html(head, rows) + note
+
+    def _on_metric(self, change):
+        if change["new"] is not None and change["new"] not in change["owner"].options:
+            return  # viewer input: only an offered metric or dimension
+        if self.record is not None and not getattr(self, "_updating", False):
+            self._render_metric()
+
+    def _render_metric(self):
+        record, metric = self.record, self.metric_select.value
+        if record is None or metric is None:
+            self.metric_area.children = []
+            return
+        self.metric_area.children = [self.widgets.HBox([
+            self._safe(f"Cumulative lift over time: {metric}",
+                       lambda: self._timeseries(record, metric)),
+            self._safe(f"Segment breakdown: {metric}", lambda: self._segments(record, metric)),
+        ])]
+
+    def _timeseries(self, record: ReadoutRecord, metric: str):
+        frame = record.table(TIMESERIES)
+        if frame is None or frame.empty:
+            return self._message(text.NO_TIMESERIES)
+        if not (frame["metric"] == metric).any():
+            return self._message(text.NO_TIMESERIES_FOR.format(metric=metric))
+        return [self._image(_plotted(plots().plot_cumulative_lift, frame, metric=metric,
+                                     percent=text.is_relative(record), height=3.6))]
+
+    def _segments(self, record: ReadoutRecord, metric: str):
+        frame = record.table(SEGMENTS)
+        dimension = self.dimension_select.value
+        if frame is None or frame.empty or dimension is None:
+            return self._message(text.NO_SEGMENTS)
+        rows = frame[(frame["metric"] == metric) & (frame["dimension"] == dimension)]
+        if rows.empty:
+            return self._message(text.NO_SEGMENTS_FOR.format(dimension=dimension, metric=metric))
+        return [self._image(_plotted(plots().plot_segments, frame, metric=metric,
+                                     dimension=dimension, percent=text.is_relative(record),
+                                     height=0.35 * len(rows) + 1.6))]
+
+
+def experiment_dashboard(run_id: str | None = None, *, metric: str | None = None,
+                         published_only: bool | None = None, query_string: str | None = None):
+    """The experiment dashboard widget.
+
+    Parameters
+    ----------
+    run_id : str, optional
+        Run to show first (default: ``?run=`` of the page, else the newest run).
+    metric : str, optional
+        Metric shown over time and by segment (default: ``?metric=``, else the first).
+    published_only : bool, optional
+        Offer only published runs (default True, unless ``workbench serve --all-runs``).
+    query_string : str, optional
+        Default: the page's (Voilà's ``QUERY_STRING``).
+    """
+    return ExperimentDashboard(run_id, metric=metric, published_only=published_only,
+                               query_string=query_string).widget
+
+
+class ModelDashboard(_Dashboard):
+    """The model dashboard: scores, SHAP importance and drift status of a model task.
+
+    Build with :func:`model_dashboard`; ``widget`` is what the notebook displays.
+    """
+
+    kind = "model"
+
+    def __init__(self, run_id=None, *, published_only=None, query_string=None):
+        super().__init__(run_id, published_only, query_string)
+        w = self.widgets
+        self.experiment_select.description = "Model task"
+        self.widget = w.VBox([
+            w.HTML("<h2 style='margin:4px 0'>Model results</h2>"),
+            self.notice, w.HBox([self.experiment_select, self.run_select]), self.body,
+        ], layout=w.Layout(max_width="1200px", padding="0 12px"))
+        self.start()
+
+    def accepts(self, record: RunRecord) -> bool:
+        return any(t in record.tables for t in MODEL_TABLES)
+
+    def _source(self, run: LoadedRun, table: str) -> LoadedRun | None:
+        """The chosen run if it logged ``table``, else the newest run of the same task that did
+        (the templates log scores, SHAP and drift from separate runs)."""
+        if table in run.tables:
+            return run
+        for record in self.runs:  # newest first
+            if record.experiment == run.record.experiment and table in record.tables:
+                return load_run(record.run_id, runs=self.runs)
+        return None
+
+    def render(self, run: LoadedRun) -> list:
+        w = self.widgets
+        sources = {table: self._source(run, table) for table in MODEL_TABLES}
+        scores_run = sources["scores"] or run
+        summary = {k: v for k, v in (run.summary or {}).items() if not isinstance(v, dict | list)}
+        head = (summary.pop("headline", "") or (scores_run.summary or {}).get("headline")
+                or text.MODEL_TASK.format(experiment=run.record.experiment))
+        facts = [f"{k.replace('_', ' ')}: {text.fmt_value(v)}" for k, v in list(summary.items())[:8]]
+        children = [w.HTML(box(f"<div style='font-size:18px;font-weight:600'>{esc(head)}</div>"
+                               + _bullets(facts), "info"))]
+        drift = sources["drift"]
+        if drift is not None:
+            drift_kind, drift_lines = text.drift_status(drift.table("drift"), drift.summary)
+        else:
+            drift_kind, drift_lines = "warning", [
+                text.NOT_LOGGED_FOR_TASK.format(what="drift check")]
+        children.append(w.HTML(box("<b>Drift.</b> " + "<br>".join(esc(s) for s in drift_lines)
+                                   + self._origin(run, drift), drift_kind)))
+        children.append(self._safe("Scores", lambda: self._scores(run, sources["scores"])))
+        children.append(w.HBox([
+            self._safe("What drives the predictions (SHAP importance)",
+                       lambda: self._shap(run, sources["shap_importance"])),
+            self._safe("Drift by column", lambda: self._drift(run, sources["drift"]))]))
+        return children
+
+    @staticmethod
+    def _origin(run: LoadedRun, source: LoadedRun | None) -> str:
+        if source is None or source.run_id == run.run_id:
+            return ""
+        return ("<div style='font-size:12px;color:#555'>"
+                f"{esc(text.FROM_RUN.format(label=source.record.label))}</div>")
+
+    def _none(self, what: str):
+        return self._message(text.NOT_LOGGED_FOR_TASK.format(what=what))
+
+    @staticmethod
+    def _figure(run: LoadedRun, *names: str):
+        return next((run.figures[n] for n in names if n in run.figures), None)
+
+    def _scores(self, run, source):
+        if source is None:
+            return self._none("model comparison")
+        out = [self.widgets.HTML(self._origin(run, source))]
+        table = source.table("scores")
+        if table is not None and not table.empty:
+            head = [str(c) for c in table.columns]
+            rows = [[text.fmt_value(v) for v in row] for row in table.itertuples(index=False)]
+            out.append(self.widgets.HTML(table_html(head, rows)))
+        figures = [f for f in (self._figure(source, "scores"), self._figure(source, "roc")) if f]
+        if figures:
+            width = f"{100 // len(figures) - 2}%"  # side by side within the page
+            out.append(self.widgets.HBox([self._image(f, width) for f in figures]))
+        return out
+
+    def _shap(self, run, source):
+        if source is None:
+            return self._none("SHAP explanation")
+        origin = self.widgets.HTML(self._origin(run, source))
+        figure = self._figure(source, "shap_importance")
+        if figure is not None:
+            return [origin, self._image(figure)]
+        table = source.table("shap_importance")
+        label = next(c for c in table.columns if table[c].dtype == object)
+        value = next(c for c in table.columns if c != label and table[c].dtype.kind in "fi")
+        top = table.sort_values(value, ascending=False).head(15)
+        fig, ax = _new_axes(0.35 * len(top) + 1.2)
+        ax.barh(top[label].astype(str), top[value], color="#4C72B0")
+        ax.invert_yaxis()
+        ax.set_xlabel(value.replace("_", " "))
+        fig.tight_layout()
+        return [origin, self._image(fig)]
+
+    def _drift(self, run, source):
+        if source is None:
+            return self._none("drift check")
+        figure = self._figure(source, "drift")
+        if figure is not None:
+            return [self._image(figure)]
+        table = source.table("drift")
+        columns = [c for c in ("column", "method", "statistic", "threshold", "drifted", "status")
+                   if c in table.columns]
+        rows = [[text.fmt_value(v) if not isinstance(v, str) else v for v in row]
+                for row in table[columns].itertuples(index=False)]
+        return [self.widgets.HTML(table_html(columns, rows))]
+
+
+def model_dashboard(run_id: str | None = None, *, published_only: bool | None = None,
+                    query_string: str | None = None):
+    """The model dashboard widget (see :func:`experiment_dashboard` for the parameters)."""
+    return ModelDashboard(run_id, published_only=published_only, query_string=query_string).widget

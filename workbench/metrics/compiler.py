@@ -1,0 +1,433 @@
+"""Metric definitions compiled to Ibis expressions that yield sufficient statistics in the engine.
+
+Unit values: per user, over events in ``[assigned_at, min(assigned_at + window, end_date + 1 day))``;
+users without events count as zeros. A ``proportion`` is 1 when the aggregate is positive.
+Percentile caps are computed over all units of the experiment (zeros included), the CUPED
+covariate being capped at its own percentile. NaN/inf values of a summed column are ignored
+(the data-quality checks count them).
+
+Statistics are declared, not written per metric: each metric declares its unit values
+(:attr:`~workbench.metrics.definition.MetricDefinition.parts`: ``y``, ``d``, ``x``, ``w``) and
+gets every statistic of the stats engine's input schema (:mod:`workbench.stats.schema`) that is a
+sum of products of those values (:data:`workbench.stats.schema.PRODUCTS`), plus the hurdle model's
+log statistics when ``log_stats`` is set.
+
+:class:`MetricCompiler` makes one scan of the events joined to the units, one aggregation per
+unit and one per variant (x segment, x day), all inside the engine; only the few rows of
+sufficient statistics reach pandas.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from workbench.data.sources import execute
+from workbench.errors import SourceError
+from workbench.metrics.definition import Aggregate, MetricDefinition, fail
+from workbench.metrics.window import ExperimentWindow
+from workbench.stats.schema import GROUP_COLUMNS, HURDLE_INPUT, INPUT_COLUMNS, PRODUCTS
+
+OTHER = "(other)"
+ALL = "(all)"
+N = "n"  # units per group: the one statistic that is a count, not a sum
+
+
+def summands(values: Mapping[str, Any], metric: MetricDefinition) -> dict[str, Any]:
+    """The per-unit summand of every statistic of ``metric``, keyed ``<metric>|<statistic>``.
+
+    ``values`` maps the tags of the metric's unit values (``y``, ``d``, ``x``, ``w``) to Ibis
+    expressions; a statistic is emitted when all its factors are present. Summing a summand over
+    units gives the statistic.
+    """
+    import ibis
+
+    out = {}
+    for stat, factors in PRODUCTS.items():
+        if all(f in values for f in factors):
+            expr = values[factors[0]]
+            for f in factors[1:]:
+                expr = expr * values[f]
+            out[f"{metric.name}|{stat}"] = expr
+    if metric.log_stats:
+        positive_n, log_sum, log_sum_squares = HURDLE_INPUT
+        positive = values["y"] > 0
+        log_y = ibis.ifelse(positive, values["y"], 1.0).ln()
+        out |= {f"{metric.name}|{positive_n}": positive.cast("float64"),
+                f"{metric.name}|{log_sum}": log_y,
+                f"{metric.name}|{log_sum_squares}": log_y * log_y}
+    return out
+
+
+def _column(metric: str, tag: str) -> str:
+    """Name of a unit-value column: ``<metric>__<tag>``."""
+    return f"{metric}__{tag}"
+
+
+class StatisticsCompiler:
+    """What every compiler shares: statistics generated from the stats schema over a unit table
+    (``<metric>__<tag>`` columns), caps, and the wide -> long reshaping into the stats engine's
+    input. A subclass provides ``metrics``, ``window``, ``_units``, ``units()``,
+    ``unit_values(capped)``, ``top_values()``, ``segment_expr()`` and ``daily_stats()``.
+    """
+
+    def with_metrics(self, metrics: Sequence[MetricDefinition]):
+        """The same experiment and tables, other metrics (the unit table is reused)."""
+        out = replace(self, metrics=list(metrics))
+        out._units = self._units
+        return out
+
+    def _cap(self, t):
+        import ibis
+
+        repl = {}
+        for _, r in self.cap_thresholds().iterrows():
+            name = _column(r["metric"], r["column"])
+            if name in t.columns:
+                repl[name] = ibis.least(t[name], float(r["cap"]))
+        return t.mutate(**repl) if repl else t
+
+    def cap_thresholds(self) -> pd.DataFrame:
+        """The caps in force: one row per capped metric x column (``y``, or ``x`` for the CUPED
+        covariate). Percentiles are computed in the engine (one small query, run once) and then
+        applied as constants, so engines without common-subexpression reuse (Spark) do not
+        recompute the unit table.
+        """
+        if self._caps is not None:
+            return self._caps
+        rows = []
+        for m in self.metrics:
+            if m.cap_value is not None:
+                for tag in ("y", "x") if m.cuped else ("y",):
+                    rows.append({"metric": m.name, "column": tag, "cap": m.cap_value})
+        pct = [m for m in self.metrics if m.cap_percentile is not None]
+        if pct:
+            t = self.with_metrics(pct).unit_values(capped=False)
+            exprs = {_column(m.name, tag): t[_column(m.name, tag)].quantile(m.cap_percentile)
+                     for m in pct for tag in (("y", "x") if m.cuped else ("y",))}
+            for k, v in execute(t.aggregate(**exprs)).iloc[0].items():
+                name, tag = k.split("__")
+                rows.append({"metric": name, "column": tag, "cap": float(v)})
+        self._caps = pd.DataFrame(rows, columns=["metric", "column", "cap"])
+        return self._caps
+
+    # -- per variant ---------------------------------------------------------------------
+    def _statistics(self, t, metrics: Sequence[MetricDefinition] | None = None) -> dict:
+        """Aggregations of every statistic over the rows of unit table ``t`` (wide names)."""
+        aggs = {f"__{N}": t.count()}
+        for m in metrics if metrics is not None else self.metrics:
+            values = {tag: t[_column(m.name, tag)] for tag, _, _ in m.parts}
+            aggs |= {k: v.sum() for k, v in summands(values, m).items()}
+        return aggs
+
+    def _to_long(self, wide: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        """Wide ``<metric>|<stat>`` rows to the stats engine's input: one row per metric x key."""
+        groups = [k for k in keys if k != "variant"]
+        frames = []
+        for m in self.metrics:
+            prefix = f"{m.name}|"
+            cols = [c for c in wide.columns if c.startswith(prefix)]
+            part = wide[keys + cols].rename(columns={c: c[len(prefix):] for c in cols})
+            part.insert(0, "metric", m.name)
+            part["kind"] = m.kind
+            part[N] = wide[f"__{N}"].astype("int64")
+            frames.append(part)
+        df = pd.concat(frames, ignore_index=True)
+        front = ["metric", "variant", "kind", N]
+        rest = [c for c in INPUT_COLUMNS if c in df.columns and c not in front]
+        df = df[front + rest + groups]
+        df[rest] = df[rest].astype("float64")
+        order = {m.name: i for i, m in enumerate(self.metrics)}
+        vorder = {v: i for i, v in enumerate(self.window.variants)}
+        df["__o"] = df["metric"].map(order)
+        df["__v"] = df["variant"].map(lambda v: vorder.get(v, len(vorder)))
+        df = df.sort_values(["__o", *groups, "__v", "variant"], kind="stable")
+        return df.drop(columns=["__o", "__v"]).reset_index(drop=True)
+
+    def overall_expr(self):
+        """The Ibis expression of the per-variant statistics (wide: ``<metric>|<stat>``)."""
+        t = self.unit_values()
+        return t.group_by("variant").aggregate(**self._statistics(t))
+
+    def sufficient_stats(self) -> pd.DataFrame:
+        """Stats-engine input: one row per metric x variant."""
+        return self._to_long(execute(self.overall_expr()), ["variant"])
+
+    def segment_stats(self, dimensions: Sequence[str], top_n: int = 5) -> pd.DataFrame:
+        """Stats-engine input per metric x variant x segment (``dimension``, ``segment``)."""
+        dimension, segment, _ = GROUP_COLUMNS
+        frames = []
+        for dim in dimensions:
+            wide = execute(self.segment_expr(dim, self.top_values(dim, top_n)))
+            wide[dimension] = dim
+            frames.append(self._to_long(wide, ["variant", dimension, segment]))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _cumulate(self, daily: pd.DataFrame) -> pd.DataFrame:
+        """Daily increments per variant -> cumulative values on every day of the window."""
+        value_cols = [c for c in daily.columns if c not in ("variant", "day")]
+        days = pd.date_range(self.window.start_date, self.window.end_date, freq="D").date
+        frames = []
+        for v, grp in daily.groupby("variant", sort=False):
+            grp = grp.set_index(pd.to_datetime(grp["day"]).dt.date)[value_cols]
+            grp = grp.groupby(level=0).sum().reindex(
+                sorted(set(grp.index) | set(days))).fillna(0.0).cumsum()
+            grp = grp.loc[[d for d in grp.index
+                           if self.window.start_date <= d <= self.window.end_date]]
+            grp["variant"] = v
+            grp["date"] = grp.index
+            frames.append(grp.reset_index(drop=True))
+        return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class MetricCompiler(StatisticsCompiler):
+    """Compile metrics against ``assignments`` / ``events`` / ``users`` Ibis tables.
+
+    Parameters
+    ----------
+    assignments, events : ibis Table
+        Tables with the columns of :mod:`workbench.data.schema`.
+    window : ExperimentWindow
+    metrics : list of MetricDefinition
+    users : ibis Table, optional
+        Needed for segment breakdowns.
+    exclude_crossovers : bool
+        Drop units seen in more than one variant (default). If False they count in the
+        variant of their first exposure.
+    """
+
+    assignments: Any
+    events: Any
+    window: ExperimentWindow
+    metrics: list[MetricDefinition]
+    users: Any = None
+    exclude_crossovers: bool = True
+    _units: Any = field(default=None, init=False, repr=False)
+    _caps: Any = field(default=None, init=False, repr=False)
+
+    # -- units ---------------------------------------------------------------------------
+    def units(self):
+        """One row per unit: ``user_id, variant, assigned_at`` (crossovers handled)."""
+        if self._units is None:
+            self._units = self.window.units(self.assignments, self.exclude_crossovers)
+        return self._units
+
+    # -- events --------------------------------------------------------------------------
+    def _check_columns(self) -> None:
+        cols = set(self.events.columns)
+        for m in self.metrics:
+            for tag, agg, _ in m.parts:
+                if tag not in ("y", "d"):
+                    continue
+                prefix = "" if m.kind != "ratio" else (
+                    "numerator." if tag == "y" else "denominator.")
+                if agg.column is not None and agg.column not in cols:
+                    raise fail(m.name, f"{prefix}column",
+                               f"column {agg.column!r} is not in table 'events'")
+                for i, c in enumerate(agg.where):
+                    if c.column not in cols:
+                        raise fail(m.name, f"{prefix}where[{i}]",
+                                   f"column {c.column!r} is not in table 'events'")
+
+    @staticmethod
+    def _condition(e, agg: Aggregate):
+        import ibis
+
+        cond = ibis.literal(True)
+        if agg.event_types:
+            cond = cond & (e.event_type.isin(list(agg.event_types)) if len(agg.event_types) > 1
+                           else e.event_type == agg.event_types[0])
+        for c in agg.where:
+            col = e[c.column]
+            if c.op == "is_null":
+                cond = cond & col.isnull()
+            elif c.op == "not_null":
+                cond = cond & col.notnull()
+            elif c.op == "in":
+                cond = cond & col.isin(list(c.value))
+            elif c.op == "not_in":
+                cond = cond & ~col.isin(list(c.value))
+            else:
+                cond = cond & {
+                    "==": col.__eq__, "!=": col.__ne__, ">": col.__gt__, ">=": col.__ge__,
+                    "<": col.__lt__, "<=": col.__le__}[c.op](c.value)
+        return cond
+
+    @staticmethod
+    def _value(e, agg: Aggregate):
+        """The column to aggregate, with NaN/inf turned into NULL (ignored)."""
+        import ibis
+
+        col = e[agg.column]
+        if col.type().is_floating():
+            col = ibis.ifelse(col.isnan() | col.isinf(), ibis.null(col.type()), col)
+        return col
+
+    def _aggregate(self, e, agg: Aggregate, cond):
+        cond = cond & self._condition(e, agg)
+        if agg.aggregation in ("count", "any"):  # "any" is made 0/1 after the zero fill
+            return e.user_id.count(where=cond)
+        if agg.aggregation == "sum":
+            return self._value(e, agg).sum(where=cond)
+        return self._value(e, agg).nunique(where=cond)
+
+    def _periods(self, e, m: MetricDefinition):
+        import ibis
+
+        w = self.window
+        during = (e.event_time >= e.assigned_at) & (e.event_time < w.end_ts)
+        if m.window_days is not None:
+            during = during & (e.event_time < e.assigned_at + ibis.interval(
+                seconds=int(round(m.window_days * 86400))))
+        pre = (e.event_time >= w.pre_start_ts(m.pre_period_days)) & (e.event_time < w.start_ts)
+        return during, pre
+
+    def _joined_events(self):
+        units = self.units()
+        max_pre = max([m.pre_period_days for m in self.metrics if m.cuped] or [0])
+        ev = self.events.filter((self.events.event_time >= self.window.pre_start_ts(max_pre))
+                                & (self.events.event_time < self.window.end_ts))
+        return ev.join(units, ev.user_id == units.user_id).select(
+            *[ev[c] for c in ev.columns], units.assigned_at)
+
+    @staticmethod
+    def _binary(m: MetricDefinition, tag: str, agg: Aggregate) -> bool:
+        """Whether a unit value is 0/1: an ``any`` aggregate, or a proportion's value."""
+        return agg.aggregation == "any" or (m.kind == "proportion" and tag in ("y", "x"))
+
+    def unit_values(self, capped: bool = True):
+        """One row per unit with ``<metric>__y`` (and ``__d``, ``__x``, ``__w``) columns."""
+        self._check_columns()
+        units = self.units()
+        e = self._joined_events()
+        # Metrics sharing an aggregate (e.g. revenue in revenue_per_user and revenue_per_order)
+        # share one column of the per-unit aggregation.
+        aggs, source = {}, {}
+        for m in self.metrics:
+            during, pre = self._periods(e, m)
+            for tag, agg, period in m.parts:
+                key = (agg, period, m.window_days if period == "during" else m.pre_period_days)
+                if key not in source:
+                    source[key] = f"a{len(source)}"
+                    aggs[source[key]] = self._aggregate(
+                        e, agg, during if period == "during" else pre)
+                source[(m.name, tag)] = source[key]
+        per_unit = e.group_by("user_id").aggregate(**aggs)
+        joined = units.left_join(per_unit, units.user_id == per_unit.user_id)
+        cols = {}
+        for m in self.metrics:
+            for tag, agg, _ in m.parts:
+                v = joined[source[(m.name, tag)]].fill_null(0)
+                if self._binary(m, tag, agg):
+                    v = (v > 0).cast("int64")
+                cols[_column(m.name, tag)] = v.cast("float64")
+        out = joined.select(units.user_id, units.variant, units.assigned_at, **cols)
+        return self._cap(out) if capped else out
+
+    def _check_dimension(self, dimension: str) -> None:
+        if self.users is None:
+            raise SourceError("segment breakdowns need a 'users' table")
+        if dimension not in self.users.columns:
+            raise SourceError(f"dimension {dimension!r} is not a column of table 'users'")
+
+    def segment_expr(self, dimension: str, top: Sequence[str]):
+        """The per-variant x segment statistics of ``dimension`` (values outside ``top`` are
+        :data:`OTHER`), wide like :meth:`overall_expr`."""
+        import ibis
+
+        self._check_dimension(dimension)
+        t = self.unit_values()
+        u = self.users.select(user_id=self.users.user_id,
+                              __seg=self.users[dimension].cast("string"))
+        j = t.left_join(u, t.user_id == u.user_id)
+        seg = j["__seg"]
+        seg = ibis.ifelse(seg.isin(list(top)), seg, OTHER) if top else ibis.literal(OTHER)
+        j = j.mutate(segment=seg.fill_null(OTHER))
+        return j.group_by("variant", "segment").aggregate(**self._statistics(j))
+
+    def top_values(self, dimension: str, top_n: int) -> list[str]:
+        """The ``top_n`` most frequent values of a ``users`` column among the units."""
+        self._check_dimension(dimension)
+        units, u = self.units(), self.users
+        j = units.join(u, units.user_id == u.user_id)
+        counts = execute(j.group_by(seg=u[dimension].cast("string")).aggregate(n=j.count()))
+        counts = counts.dropna().sort_values(["n", "seg"], ascending=[False, True])
+        values = list(counts["seg"])
+        # Keep every value when at most one would fall in "(other)".
+        return values if len(values) <= top_n + 1 else values[:top_n]
+
+    # -- per day (cumulative) ------------------------------------------------------------
+    def daily_stats(self) -> pd.DataFrame:
+        """Cumulative statistics per day (``date``): units exposed and events seen up to the end
+        of that day. Percentile caps use the end-of-experiment thresholds. Metrics counting
+        distinct values are left out (their daily increments are not additive).
+
+        Each unit contributes, on each day it changes, the difference between its statistics'
+        summands at the end of that day and the day before; cumulating those per variant gives
+        the statistics as of each day, in one engine query.
+        """
+        import ibis
+
+        metrics = [m for m in self.metrics
+                   if all(agg.aggregation != "distinct" for _, agg, _ in m.parts)]
+        if not metrics:
+            return pd.DataFrame()
+        caps = {(r["metric"], r["column"]): float(r["cap"])
+                for _, r in self.cap_thresholds().iterrows()}
+        final = self.unit_values(capped=True)
+        e = self._joined_events()
+        e = e.filter(e.event_time >= e.assigned_at).mutate(day=e.event_time.date())
+        incs = {}
+        for m in metrics:
+            during, _ = self._periods(e, m)
+            for tag, agg, period in m.parts:
+                if period == "during":
+                    incs[_column(m.name, tag)] = self._aggregate(e, agg, during)
+        inc = e.group_by("user_id", "day").aggregate(**incs)
+        inc = inc.mutate(**{k: inc[k].cast("float64") for k in incs}, entry=ibis.literal(0))
+        units = self.units()
+        entry = units.select(units.user_id, day=units.assigned_at.date(),
+                             **{k: ibis.literal(0.0) for k in incs}, entry=ibis.literal(1))
+        both = entry.union(inc.select(entry.columns))
+        both = both.group_by("user_id", "day").aggregate(
+            entry=both.entry.max(), **{k: both[k].sum() for k in incs})
+        # The pre-period covariates are fixed per unit: take them from the final unit table.
+        fixed = [c for c in final.columns if c.endswith(("__x", "__w"))]
+        f = final.select("user_id", "variant", *fixed)
+        j = both.join(f, both.user_id == f.user_id).select(both, f.variant, *[f[c] for c in fixed])
+        win = ibis.cumulative_window(group_by=j.user_id, order_by=j.day)
+        cum = j.mutate(**{k: j[k].sum().over(win) for k in incs})
+        current = {}
+        for m in metrics:
+            for tag, agg, period in m.parts:
+                if period != "during":
+                    continue
+                v = cum[_column(m.name, tag)]
+                if self._binary(m, tag, agg):
+                    v = (v > 0).cast("float64")
+                if (m.name, tag) in caps:
+                    v = ibis.least(v, caps[(m.name, tag)])
+                current[_column(m.name, tag)] = v
+        cur = cum.select("user_id", "variant", "day", "entry", *fixed, **current)
+        lag = ibis.window(group_by=cur.user_id, order_by=cur.day)
+        prev = cur.mutate(**{f"prev__{k}": cur[k].lag().over(lag).fill_null(0.0)
+                             for k in current})
+        # entry rows add the fixed covariates once
+        first = prev.entry.cast("float64")
+        deltas = {f"__{N}": prev.entry.sum()}
+        for m in metrics:
+            now, before = {}, {}
+            for tag, _, period in m.parts:
+                col = _column(m.name, tag)
+                now[tag] = prev[col]
+                before[tag] = prev[f"prev__{col}"] if period == "during" else prev[col] * (1 - first)
+            new, old = summands(now, m), summands(before, m)
+            deltas |= {k: (new[k] - old[k]).sum() for k in new}
+        daily = execute(prev.group_by("variant", "day").aggregate(**deltas))
+        wide = self._cumulate(daily.sort_values(["variant", "day"]))
+        out = self.with_metrics(metrics)._to_long(wide, ["variant", "date"])
+        out = out[out[N] > 0].reset_index(drop=True)
+        return out.sort_values(["metric", "date", "variant"], kind="stable").reset_index(drop=True)
