@@ -92,3 +92,50 @@ def _per_unit_sample(path):
 def small_units(small_warehouse):
     """``small_warehouse``'s experiment as a per-unit pandas frame (see ``_per_unit_sample``)."""
     return _per_unit_sample(small_warehouse)
+
+
+def _other_per_unit(frames):
+    """The second experiment (``generate_other``) per unit, computed with pandas from the raw
+    rows: timestamps converted to UTC, the window the span of the exposures' UTC dates, events
+    in ``[exposed_at, end_date + 1 day)``."""
+    import pandas as pd
+
+    a = frames["assignments"].copy()
+    e = frames["events"].copy()
+    a["t0"] = a["exposed_at"].dt.tz_convert("UTC").dt.tz_localize(None)
+    e["t"] = e["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    end = a["t0"].max().normalize() + pd.Timedelta(days=1)
+    e = e.merge(a[["customer_id", "t0"]], on="customer_id")
+    e = e[(e["t"] >= e["t0"]) & (e["t"] < end)]
+    per = a.set_index("customer_id")[["variant"]].copy()
+    buy = e[e["kind"] == "purchase"].groupby("customer_id")
+    per["purchased"] = (buy.size().reindex(per.index, fill_value=0) > 0).astype(float)
+    per["spend"] = buy["amount"].sum().reindex(per.index, fill_value=0.0)
+    per["visits"] = e[e["kind"] == "visit"].groupby("customer_id").size().reindex(
+        per.index, fill_value=0).astype(float)
+    return per.reset_index()
+
+
+@pytest.fixture(scope="session")
+def other_experiment(tmp_path_factory):
+    """A second experiment in another schema (``workbench.data.sample.generate_other``: variants
+    A/B, no users/experiments tables, no pre-period, columns ``customer_id``/``ts``/``kind``,
+    aware timestamps): ``path`` (DuckDB), ``metrics`` (YAML with ``columns:``), ``units_csv``
+    and ``units_metrics`` (the same experiment per unit, variant column ``arm``), ``per_unit``
+    (pandas truth) and ``frames`` (the raw rows)."""
+    import yaml
+
+    from workbench.data.sample import OTHER_METRICS, generate_other
+
+    root = tmp_path_factory.mktemp("other")
+    frames = generate_other(root / "other.duckdb", seed=3, n_users=3000)
+    (root / "metrics.yml").write_text(yaml.safe_dump(OTHER_METRICS))
+    per = _other_per_unit(frames)
+    per.rename(columns={"variant": "arm"}).to_csv(root / "units.csv", index=False)
+    (root / "units.yml").write_text(yaml.safe_dump({"metrics": [
+        {"name": "purchased", "kind": "proportion", "column": "purchased", "role": "primary"},
+        {"name": "spend", "kind": "mean", "column": "spend"},
+        {"name": "visits", "kind": "mean", "column": "visits", "role": "guardrail"}]}))
+    return {"path": root / "other.duckdb", "metrics": root / "metrics.yml",
+            "units_csv": root / "units.csv", "units_metrics": root / "units.yml",
+            "per_unit": per, "frames": frames}

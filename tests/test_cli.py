@@ -102,3 +102,74 @@ def test_sample_data_into_a_missing_folder_creates_it(tmp_path, capsys):
     out = tmp_path / "new" / "deeper" / "w.duckdb"
     assert main(["sample-data", "--users", "200", "--out", str(out)]) == 0
     assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["w.duckdb"]
+
+
+# -- issue 17: readout exit codes; analyze's one-row file and --output ---------------------
+def _readout_code(source, capsys, *extra):
+    from workbench.cli import EXIT_UNTRUSTED
+
+    code = main(["readout", "--source", str(source), "--experiment", "checkout_redesign",
+                 *extra])
+    captured = capsys.readouterr()
+    return code, EXIT_UNTRUSTED, captured.out, captured.err
+
+
+def test_readout_exit_code_says_whether_it_can_be_trusted(small_warehouse, faulty_warehouse,
+                                                         tmp_path, capsys):
+    import shutil
+
+    import duckdb
+
+    code, untrusted, out, err = _readout_code(small_warehouse, capsys)
+    assert code == 0 and untrusted == 4 and err == ""
+    # SRM (and crossovers, NaN revenues): was exit 0 with "do not trust: SRM"
+    code, _, out, err = _readout_code(faulty_warehouse, capsys)
+    assert code == untrusted
+    assert "do not trust: SRM" in out and "not trustworthy (exit 4)" in err
+    assert "Note: Data check failed (crossovers" in out
+    # empty events table: was exit 0 and "no detectable effect on the primary metric"
+    empty = tmp_path / "empty.duckdb"
+    shutil.copy(small_warehouse, empty)
+    con = duckdb.connect(str(empty))
+    con.execute("delete from events")
+    con.close()
+    code, _, out, err = _readout_code(empty, capsys, "--output", str(tmp_path / "o" / "r.csv"))
+    assert code == untrusted
+    assert "nothing could be computed" in out and "no detectable effect" not in out
+    assert (tmp_path / "o" / "r.csv").exists()  # still written, for diagnosis
+
+
+def _stats_csv(path, rows):
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_analyze_one_row_file_says_so_in_a_sentence(tmp_path, capsys):
+    src = _stats_csv(tmp_path / "one.csv", [{"metric": "m", "variant": "control",
+                                             "kind": "proportion", "n": 100, "sum": 10}])
+    assert main(["analyze", str(src)]) == 2
+    captured = capsys.readouterr()
+    assert "Empty DataFrame" not in captured.out + captured.err
+    assert captured.err.strip().splitlines() == [
+        f"workbench analyze: error: {str(src)!r}: nothing to compare: every row is of the "
+        "control variant 'control'; add the rows of the treatment variants"]
+
+
+def test_analyze_output_into_a_missing_folder_creates_it(tmp_path, capsys):
+    import pandas as pd
+
+    rows = [{"metric": "m", "variant": v, "kind": "proportion", "n": 1000, "sum": s}
+            for v, s in (("control", 100), ("b", 130))]
+    src = _stats_csv(tmp_path / "s.csv", rows)
+    out = tmp_path / "new" / "deeper" / "o.json"
+    assert main(["analyze", str(src), "--output", str(out)]) == 0
+    assert len(pd.read_json(out)) == 1
+    # a path that cannot be a folder: one line, no traceback
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["analyze", str(src), "--output", str(blocker / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("workbench analyze: error: cannot write") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

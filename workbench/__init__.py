@@ -22,4 +22,8 @@ def __getattr__(name: str):
         from workbench.metrics import definition
 
         return getattr(definition, name)
+    if name == "plots":  # wb.plots.plot_forest(res) without importing matplotlib at import time
+        import importlib
+
+        return importlib.import_module("workbench.plots")
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

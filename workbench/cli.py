@@ -4,7 +4,8 @@ Each subcommand parses its arguments here and calls one function of the library;
 are imported lazily so that ``workbench --help`` is instant.
 
 Exit codes: 0 success, 1 a run failed (notebook error, analysis failure), 2 bad input
-(usage, parameters, data), 3 a run stopped early without an error, 130 interrupted.
+(usage, parameters, data), 3 a run stopped early without an error, 4 a readout that is not
+trustworthy (``workbench readout``), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from workbench import __version__
 from workbench.errors import WorkbenchError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# `workbench readout`: it ran, but its decision cannot be trusted (a failed data check, SRM
+# included, or nothing computable on the primary metric); the results are still printed/written.
+EXIT_UNTRUSTED = 4
 
 
 def _sample_data(args: argparse.Namespace) -> int:
@@ -67,22 +71,54 @@ def _analyze(args: argparse.Namespace) -> int:
             raise DataError(f"{str(path)!r}: expected a .csv or .parquet file")
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+    out = Path(args.output) if args.output is not None else None
+    if out is not None and out.suffix.lower() not in (".json", ".csv"):
+        raise ParameterError(f"--output {str(out)!r}: expected a .csv or .json file")
     result = analyze(frame, control=args.control, method=args.method, alpha=args.alpha,
                      difference=args.difference, correction=args.correction,
                      alternative=args.alternative, sequential_tuning=args.sequential_tuning)
-    if args.output is None:
+    table = result.to_frame()
+    if table.empty:  # only the control's rows: say so, not pandas' "Empty DataFrame"
+        raise DataError(f"{str(path)!r}: nothing to compare: every row is of the control "
+                        f"variant {args.control!r}; add the rows of the treatment variants")
+    if out is None:
         print(result.summary())
         return EXIT_OK
-    out = Path(args.output)
-    if out.suffix.lower() not in (".json", ".csv"):
-        raise ParameterError(f"--output {str(out)!r}: expected a .csv or .json file")
-    table = result.to_frame()
-    if out.suffix.lower() == ".json":
-        out.write_text(table.to_json(orient="records", indent=2, date_format="iso"))
-    else:
-        table.to_csv(out, index=False)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(table.to_json(orient="records", indent=2, date_format="iso"))
+        else:
+            table.to_csv(out, index=False)
+    except OSError as exc:  # read-only folder, a file in the way, a full disk: one line
+        print(f"workbench analyze: error: cannot write {str(out)!r}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(f"{len(table)} comparisons written to {out}")
     return EXIT_OK
+
+
+def _readout_experiment(args: argparse.Namespace):
+    """The experiment of ``workbench readout``: ``--units`` (a per-unit file) or an event log."""
+    from workbench.errors import ParameterError
+    from workbench.readout.plan import open_experiment
+
+    if args.units is not None:
+        if args.source is not None:
+            raise ParameterError("give --units (a per-unit file) or --source (an event log), "
+                                 "not both")
+        if args.metrics is None:
+            raise ParameterError("--units needs --metrics: a YAML of metrics declared on its "
+                                 "columns (kind, column, pre_column)")
+        return open_experiment(args.units, args.experiment or "experiment", args.metrics,
+                               variant=args.variant_column, unit=args.unit_column,
+                               date=args.date_column, control=args.control)
+    if args.experiment is None:
+        raise ParameterError("--experiment is required (the experiment id in the source)")
+    if str(args.source or "").lower().endswith((".csv", ".tsv", ".parquet", ".csv.gz")):
+        raise ParameterError(f"--source {args.source!r} is a data file: pass a per-unit table "
+                             "as --units")
+    return open_experiment(args.source, args.experiment, args.metrics, control=args.control)
 
 
 def _readout(args: argparse.Namespace) -> int:
@@ -91,19 +127,26 @@ def _readout(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from workbench.errors import ParameterError
-    from workbench.readout.experiment import Experiment
 
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix not in (".parquet", ".csv", ".json"):
         raise ParameterError(f"--output must end in .parquet, .csv or .json: {out}")
-    exp = Experiment.from_source(args.source, args.experiment, args.metrics)
+    exp = _readout_experiment(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the printed report says it all
-        result = exp.analyze(method=args.method, segments=list(args.segments or []))
+        result = exp.analyze(method=args.method, segments=list(args.segments or []),
+                             correction=args.correction, alpha=args.alpha,
+                             difference=args.difference)
     print(str(result.validation.summary()).splitlines()[0])
+    for note in exp.notes:
+        print(f"note: {note}")
     print(result.summary())
+    code = EXIT_OK if result.trustworthy else EXIT_UNTRUSTED
+    if code != EXIT_OK:
+        print(f"workbench readout: not trustworthy (exit {EXIT_UNTRUSTED}): {result.decision}",
+              file=sys.stderr)
     if out is None:
-        return EXIT_OK
+        return code
     out.parent.mkdir(parents=True, exist_ok=True)
     tables = {"": result.to_frame()}
     if len(result.segments):
@@ -117,7 +160,7 @@ def _readout(args: argparse.Namespace) -> int:
         else:
             frame.to_json(path, orient="records", indent=1, date_format="iso")
         print(f"wrote {path}")
-    return EXIT_OK
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -238,11 +281,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("readout", help="full experiment readout from raw data, in the engine")
     p.add_argument("--source", default=None, help="DuckDB file or Ibis URL (default: warehouse)")
-    p.add_argument("--experiment", required=True, help="experiment id")
-    p.add_argument("--metrics", default=None, help="metrics YAML (default: the sample's)")
+    p.add_argument("--experiment", default=None,
+                   help="experiment id (required for --source; a name for --units)")
+    p.add_argument("--metrics", default=None,
+                   help="metrics YAML (default: the sample's; its `columns:` maps your names)")
+    p.add_argument("--units", default=None,
+                   help="a per-unit table (.csv/.parquet, one row per unit) instead of --source")
+    p.add_argument("--variant-column", default="variant", help="--units: the variant column")
+    p.add_argument("--unit-column", default=None, help="--units: the unit id column")
+    p.add_argument("--date-column", default=None,
+                   help="--units: a date column (for the time series)")
+    p.add_argument("--control", default=None, help="baseline variant (default: as planned)")
     p.add_argument("--method", default="frequentist",
                    choices=["frequentist", "sequential", "bayesian"])
     p.add_argument("--segments", nargs="*", default=[], help="dimensions to break down by")
+    p.add_argument("--correction", default=None, choices=["holm", "bh", "bonferroni"],
+                   help="across metrics x variants (the ab_test template uses holm)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--difference", default="relative", choices=["relative", "absolute"])
     p.add_argument("--output", default=None, help="parquet/CSV/JSON output")
     p.set_defaults(func=_readout)
 

@@ -27,3 +27,8 @@ DRIFT_TYPE_MISMATCH = "numeric in one dataset, not in the other ({ref} vs {cur})
 # stats engine
 MISSING_STATS = "missing sufficient statistics (NaN) in this row or its control"
 NO_CONTROL_ROW = "no control row for this metric and segment"
+NOT_FINITE = ("a statistic of this row is too large for floating point (an intermediate value "
+              "such as sum^2 overflows): rescale the metric")
+NOT_FINITE_CONTROL = ("a statistic of the control row is too large for floating point (an "
+                      "intermediate value such as sum^2 overflows): rescale the metric")
+NOT_FINITE_EFFECT = "the effect or its standard error is not finite (overflow): rescale the metric"

@@ -27,9 +27,10 @@ from workbench.dashboards.widgets import WIDGET_MESSAGE_REFUSED
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_KERNELS = 4  # two preheated (one per dashboard) + two viewers
+MAX_KERNELS = 3  # two preheated (one per dashboard) + one viewer; a pooled kernel handed to a
+# viewer is replaced only once a slot frees, so kernels never exceed the cap
 POOL = 2
-CULL_IDLE, CULL_INTERVAL = 8, 2
+CULL_IDLE, CULL_INTERVAL = 20, 2  # short: a slot frees during the loop
 KERNEL_RSS_BOUND_MB = 450  # per kernel; measured ~250 MB for a rendered experiment dashboard
 PAGE = "/voila/render/experiment.ipynb"
 
@@ -175,7 +176,7 @@ def test_fifty_page_loads_keep_kernels_and_memory_bounded(served):
     started = time.monotonic()
     try:
         for _ in range(50):
-            assert time.monotonic() - started < 600, "load loop took too long"
+            assert time.monotonic() - started < 420, ("load loop took too long", answers)
             status, body = served.get()
             busy = status == 503 and kernels.BUSY_MESSAGE.format(n=MAX_KERNELS) in body
             assert status == 200 or busy, (status, body[-500:])
@@ -184,7 +185,7 @@ def test_fifty_page_loads_keep_kernels_and_memory_bounded(served):
             answers.append(status)
             count = len(served.kernels())
             assert count <= MAX_KERNELS, answers
-            time.sleep(0.5)
+            time.sleep(1.0)
     finally:
         stop.set()
         sampler.join()

@@ -92,6 +92,7 @@ def test_a_row_without_a_verdict_is_shown_as_such():
 def test_a_row_that_could_not_be_computed_says_why():
     record = _record([_row(error_message="no units in the variant")])
     assert text.decision_sentences(record)[1] == [
+        text.NOTHING_COMPUTED.format(n=1),
         "conversion for treatment: could not be computed (no units in the variant)."]
 
 
@@ -174,3 +175,35 @@ def test_drift_status_words_the_drift_reports_verdict():
     calm = table.assign(drifted=False)
     assert text.drift_status(calm)[0] == "good"
     assert text.drift_status(None) == ("warning", [text.NO_DRIFT_LOGGED])
+
+
+# -- issue 17: nothing computed never reads as a null result; exclusions are shown -----------
+def test_nothing_computed_is_said_and_not_a_null_result():
+    rows = [_row(variant=v, verdict="not computable", error_message="zero variance in both "
+                 "arms: no test is possible", effect=float("nan")) for v in ("a", "b")]
+    record = _record(rows, decision="nothing could be computed: every comparison is not "
+                     "computable (zero variance in both arms: no test is possible)",
+                     trustworthy=False, decisions={"a": "nothing could be computed",
+                                                   "b": "nothing could be computed"})
+    headline, sentences = text.decision_sentences(record)
+    assert headline == record.decision  # the readout's words, not the dashboard's
+    assert sentences[0] == "No comparison could be computed (2 tried), so this readout says " \
+        "nothing about the effect: it is not a null result."
+    assert sentences[1] == text.NOT_TRUSTWORTHY
+    assert not any("no detectable effect" in s for s in sentences)
+    # the MLflow tag and metrics say the same
+    assert record.tags()["workbench.computable"] == "none"
+    assert record.tags()["workbench.trustworthy"] == "false"
+    assert record.metrics()["comparisons"] == 2 and record.metrics()["comparisons_computed"] == 0
+
+
+def test_some_not_computed_and_the_readouts_exclusions_are_shown():
+    note = ("Data check failed (crossovers, assignments.user_id): 387 unit(s) (2.00%) assigned "
+            "to more than one variant; excluded from the analysis.")
+    record = _record([_row(variant="a"), _row(variant="b", error_message="control has no units")],
+                     notes=[note], decisions={"a": "ship", "b": "no detectable effect"})
+    sentences = text.decision_sentences(record)[1]
+    assert sentences[0] == "1 of the 2 comparisons could not be computed (each says why below)."
+    assert note in sentences
+    assert record.tags()["workbench.computable"] == "some"
+    assert text.NOT_TRUSTWORTHY not in sentences  # the record says it is trustworthy

@@ -141,20 +141,34 @@ def test_adjust_directly_against_numpy():
     assert out["mean"][1] - out["mean"][0] == pytest.approx(ols.params.iloc[1], rel=1e-8)
 
 
-def test_block_missing_a_covariate_is_not_adjusted():
+def _ancova_two_arms(u, arm):
+    """statsmodels ANCOVA on the control and one arm's units: (effect, slope)."""
+    sub = u[u.variant.isin(["control", arm])]
+    ols = smf.ols("y ~ C(variant, Treatment('control')) + x", data=sub).fit()
+    return ols.params[f"C(variant, Treatment('control'))[T.{arm}]"], ols.params["x"]
+
+
+def test_row_missing_a_covariate_leaves_the_other_rows_adjusted():
+    # issue 17: one arm lacking its cross product used to switch CUPED off for the whole metric
     u = _units(3)
     rows = [_cuped_row("m", v, g.y.to_numpy(), g.x.to_numpy())
             for v, g in u.groupby("variant", sort=False)]
-    rows[2]["pre_sum_product"] = np.nan  # one arm lacks the cross product: the whole block
+    rows[2]["pre_sum_product"] = np.nan  # arm b lacks the cross product
     frame = pd.DataFrame(rows)
-    assert not cuped.available(frame, np.zeros(3, int), 1).any()
-    res = analyze(frame, difference="absolute").to_frame()
+    assert cuped.available(frame).tolist() == [True, True, False]
+    res = analyze(frame, difference="absolute").to_frame().set_index("variant")
     plain = analyze(frame.drop(columns=["pre_sum", "pre_sum_squares", "pre_sum_product"]),
-                    difference="absolute").to_frame()
-    assert not res.cuped.any() and res.cuped_theta.isna().all()
-    assert res.effect.to_numpy() == pytest.approx(plain.effect.to_numpy(), rel=1e-12)
-    assert res.se.to_numpy() == pytest.approx(plain.se.to_numpy(), rel=1e-12)
+                    difference="absolute").to_frame().set_index("variant")
+    # b: compared unadjusted, and its cuped column says so; a: adjusted as ANCOVA on control + a
+    assert not res.loc["b", "cuped"] and np.isnan(res.loc["b", "cuped_theta"])
+    assert res.loc["b", "effect"] == pytest.approx(plain.loc["b", "effect"], rel=1e-12)
+    assert res.loc["b", "se"] == pytest.approx(plain.loc["b", "se"], rel=1e-12)
+    effect, slope = _ancova_two_arms(u, "a")
+    assert res.loc["a", "cuped"] and res.loc["a", "cuped_theta"] == pytest.approx(slope, rel=1e-8)
+    assert res.loc["a", "effect"] == pytest.approx(effect, rel=1e-8)
+    assert (res["error_message"] == "").all()
     # a constant covariate has no slope: the rows are left unadjusted too
+    u = _units(3)
     const = pd.DataFrame([_cuped_row("m", v, g.y.to_numpy(), np.ones(len(g)))
                           for v, g in u.groupby("variant", sort=False)])
     out = cuped.adjust(const, moments.basic_moments(const), np.zeros(3, int), 1, np.ones(3, bool))

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from workbench.readout.decision import not_computed
 from workbench.readout.record import BAYESIAN, RESULTS, VALIDATION, ReadoutRecord, overall_rows
 
 NO_RUNS = ("No published {kind} runs yet. A data scientist publishes one with "
@@ -41,6 +42,10 @@ SRM_MATCH = "The traffic split matches the plan (SRM check {p})."
 NO_CHECKS = "No data-quality checks were logged for this run."
 ALL_CHECKS_PASSED = "All {n} data-quality checks passed."
 NO_DRIFT_LOGGED = "No drift check was logged for this run."
+NOTHING_COMPUTED = ("No comparison could be computed ({n} tried), so this readout says nothing "
+                    "about the effect: it is not a null result.")
+SOME_NOT_COMPUTED = "{k} of the {n} comparisons could not be computed (each says why below)."
+NOT_TRUSTWORTHY = "This readout is marked not trustworthy: do not act on it until this is fixed."
 
 
 # ------------------------------------------------------------------------------- numbers
@@ -142,17 +147,29 @@ def metric_sentence(row: Mapping[str, Any], record: ReadoutRecord,
 def decision_sentences(record: ReadoutRecord) -> tuple[str, list[str]]:
     """The headline decision and the sentences under it (plain text, not escaped).
 
-    The sentences are the decision of each variant (with its reasons) when there are several
-    variants or reasons, then one sentence per metric x variant of the results table.
+    The sentences: that nothing (or not everything) could be computed, that the readout is not
+    trustworthy (as the record says), the decision of each variant (with its reasons) when there
+    are several variants or reasons, the record's notes (what the readout excluded or ignored,
+    and why), then one sentence per metric x variant of the results table.
     """
     headline = record.decision or NO_DECISION
     sentences: list[str] = []
+    results = record.results
+    n = 0 if results is None else len(results)
+    how_much = record.computable  # the readout's count, not judged here
+    if how_much == "none":
+        sentences.append(NOTHING_COMPUTED.format(n=n))
+    elif how_much == "some":
+        sentences.append(SOME_NOT_COMPUTED.format(k=int(not_computed(results).sum()), n=n))
+    if not record.trustworthy:
+        sentences.append(NOT_TRUSTWORTHY)
     if len(record.decisions) > 1 or record.reasons:
         for variant, decision in record.decisions.items():
             reasons = [str(r) for r in record.reasons.get(variant, ()) if r]
             sentences.append(f"Decision for {variant}: {decision}"
                              + (f" ({'; '.join(reasons)})." if reasons else "."))
-    results = record.results
+    # what the readout excluded or ignored, and why (and sections it skipped)
+    sentences += [str(note) for note in record.notes if note]
     if results is None or results.empty:
         return headline, sentences
     chances = chance_to_win(record)

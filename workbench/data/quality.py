@@ -786,3 +786,83 @@ def check_units(table, window: Any, metrics: Sequence[Any], *, variant: str,
                    moved / int(planned.sum()), head + detail, p_value=p)
     return _report(checks, f"{eid!r} (per-unit table)", (eid,), counts, p_values,
                    srm_threshold, CROSSOVER_THRESHOLD)
+
+
+# -- event logs of any schema (Experiment.from_source) ----------------------------------------
+def _where_value_ok(dtype, value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, list | tuple):
+        return all(_where_value_ok(dtype, v) for v in value)
+    if dtype.is_boolean():
+        return isinstance(value, bool | int)
+    if dtype.is_numeric():
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if dtype.is_string():
+        return isinstance(value, str)
+    return True  # dates, timestamps...: the engine compares them
+
+
+def require_event_columns(tables: dict, metrics: Sequence[Any],
+                          names: dict | None = None) -> None:
+    """Raise :class:`SchemaError` naming the column when an event log cannot be analysed, before
+    any query is compiled (reads only the schemas).
+
+    Checked: the documented columns the readout needs (``user_id`` integers in every table,
+    ``variant`` and ``event_type`` text, ``assigned_at``/``event_time`` timestamps), the
+    columns metrics sum (numbers), and the values of ``where`` conditions (a number for a
+    numeric column, a text for a text column).
+
+    Parameters
+    ----------
+    tables : dict
+        ``{"assignments": t, "events": t, "users": t or None}`` (Ibis tables, documented names).
+    metrics : list of MetricDefinition
+        Event-log metrics.
+    names : dict, optional
+        Documented name -> the source's own name (the ``columns`` mapping), for the messages.
+    """
+    names = names or {}
+
+    def label(table: str, col: str) -> str:
+        own = names.get(col, col)
+        return f"column {table}.{own}" + (f" (mapped to {col})" if own != col else "")
+
+    needed = {"assignments": ("user_id", "variant", "assigned_at"),
+              "events": ("user_id", "event_time", "event_type"), "users": ("user_id",)}
+    for tname, cols in needed.items():
+        t = tables.get(tname)
+        if t is None:
+            continue
+        schema = t.schema()
+        documented = {c.name: c for c in TABLES[tname]}
+        for col in cols:
+            if col not in schema:
+                raise SchemaError(f"{label(tname, col)} is missing (columns: "
+                                  f"{', '.join(schema.names)}); map yours with columns=")
+            want = documented[col].dtype
+            if not _type_ok(schema[col], want):
+                raise SchemaError(f"{label(tname, col)} has type {schema[col]}, expected "
+                                  f"{want}" + (" (text timestamps: convert them, or cast in a "
+                                               "view)" if want == "timestamp" else ""))
+    events = tables.get("events")
+    if events is None:
+        return
+    schema = events.schema()
+    for m in metrics:
+        parts = [("", m.numerator)] + ([("denominator ", m.denominator)]
+                                       if m.denominator is not None else [])
+        for prefix, agg in parts:
+            col = agg.column
+            if col is not None and col in schema and agg.aggregation == "sum" \
+                    and not (schema[col].is_numeric() or schema[col].is_boolean()):
+                raise SchemaError(f"{label('events', col)} has type {schema[col]}; metric "
+                                  f"{m.name!r} sums it ({prefix}aggregation: sum) and needs "
+                                  "numbers")
+            for i, cond in enumerate(agg.where):
+                if cond.column in schema and not _where_value_ok(schema[cond.column],
+                                                                 cond.value):
+                    raise SchemaError(
+                        f"metric {m.name!r}, {prefix}where[{i}]: {label('events', cond.column)}"
+                        f" has type {schema[cond.column]}, but the value {cond.value!r} is a "
+                        f"{type(cond.value).__name__}")

@@ -633,3 +633,70 @@ def load_truth(path=None, experiment_id: str | None = None) -> pd.DataFrame:
     finally:
         con.close()
     return df if experiment_id is None else df[df.experiment_id == experiment_id]
+
+
+# -- a second experiment in a schema that is not ours ------------------------------------------
+#: The column mapping of :func:`generate_other`'s tables (documented name -> theirs).
+OTHER_COLUMNS = {"user_id": "customer_id", "assigned_at": "exposed_at", "event_time": "ts",
+                 "event_type": "kind"}
+#: Its metrics: other names, no pre-period, a primary proportion (YAML-ready mapping).
+OTHER_METRICS = {
+    "columns": OTHER_COLUMNS,
+    "metrics": [
+        {"name": "purchased", "kind": "proportion", "event_type": "purchase", "role": "primary"},
+        {"name": "spend", "kind": "mean", "event_type": "purchase", "aggregation": "sum",
+         "column": "amount"},
+        {"name": "visits", "kind": "mean", "event_type": "visit", "role": "guardrail"},
+    ],
+}
+
+
+def generate_other(path, *, seed: int = 0, n_users: int = 4000, days: int = 7,
+                   lift: float = 0.15, zone: str = "Europe/Berlin") -> dict[str, pd.DataFrame]:
+    """A second, simpler experiment written the way another company might log it.
+
+    Variants ``A`` (control) and ``B``, two arms, equal split; no ``users`` or ``experiments``
+    table, no pre-period; tables ``assignments`` (``customer_id, variant, exposed_at``, no
+    ``experiment_id``) and ``events`` (``customer_id, ts, kind, amount``; kinds ``visit`` and
+    ``purchase``) with time-zone aware timestamps in ``zone``. ``B`` multiplies the purchase
+    probability per visit by ``1 + lift``. Read it with ``columns=OTHER_COLUMNS`` (or the
+    ``columns:`` of :data:`OTHER_METRICS`).
+
+    Returns
+    -------
+    dict
+        ``{"assignments": DataFrame, "events": DataFrame}`` as written (aware timestamps).
+    """
+    import duckdb
+
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-05-04", tz=zone)
+    ids = rng.permutation(np.arange(10_000, 10_000 + n_users))
+    variant = np.where(rng.random(n_users) < 0.5, "A", "B")
+    exposed = start + pd.to_timedelta(rng.random(n_users) * days * 86400, unit="s")
+    assignments = pd.DataFrame({"customer_id": ids, "variant": variant, "exposed_at": exposed})
+    visits = rng.poisson(2.0, n_users) + 1  # the exposure visit, then more
+    p = np.clip(0.08 * np.where(variant == "B", 1 + lift, 1.0), 0, 1)
+    rows = []
+    for i in range(n_users):
+        # visits spread over the experiment and 3 days after it (those are cut by the window)
+        times = exposed[i] + pd.to_timedelta(np.sort(rng.random(visits[i])) *
+                                             (days + 3) * 86400 * (rng.random() + 0.2), unit="s")
+        times = times.insert(0, exposed[i])
+        for t in times:
+            rows.append((ids[i], t, "visit", np.nan))
+            if rng.random() < p[i]:
+                rows.append((ids[i], t + pd.Timedelta(minutes=5), "purchase",
+                             float(np.round(rng.lognormal(3.5, 0.8), 2))))
+    events = pd.DataFrame(rows, columns=["customer_id", "ts", "kind", "amount"])
+    events["ts"] = pd.to_datetime(events["ts"]).dt.tz_convert(zone)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    with duckdb.connect(str(path)) as con:
+        for name, frame in (("assignments", assignments), ("events", events)):
+            con.register("frame", frame)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+            con.unregister("frame")
+    return {"assignments": assignments, "events": events}

@@ -38,6 +38,11 @@ whose numerator is a column name, or a mean/proportion with a ``column`` but no
 ``aggregation``, ``event_type`` or ``where``. In Python: :func:`mean`, :func:`proportion`,
 :func:`ratio`.
 
+An event log whose columns have other names maps them in a top-level ``columns:`` mapping of
+the file (documented name -> yours; :func:`load_columns`)::
+
+    columns: {user_id: customer_id, event_time: ts, event_type: kind, assigned_at: exposed_at}
+
 :mod:`workbench.metrics.compiler` turns definitions into engine expressions.
 """
 from __future__ import annotations
@@ -485,4 +490,56 @@ def load_metrics(source: str | Path | Mapping | Iterable | None = None) -> list[
         if m.name in seen:
             raise fail(m.name, "name", "defined twice")
         seen.add(m.name)
+    return out
+
+
+def load_columns(source: Any = None) -> dict[str, str]:
+    """The column mapping of a metrics YAML (its top-level ``columns:``), validated.
+
+    Keys are documented column names (:mod:`workbench.data.schema`), values the names the
+    source uses, e.g. ``{user_id: customer_id, event_time: ts, event_type: kind}``: the event
+    log is read as if its columns had the documented names. Metric ``column`` and ``where``
+    fields name the source's own columns.
+
+    Parameters
+    ----------
+    source : path, mapping or None
+        A metrics YAML file, a parsed mapping or a plain ``{documented: yours}`` mapping; a
+        list of metrics (or None) has no mapping.
+
+    Raises
+    ------
+    MetricDefinitionError
+        Naming the key at fault.
+    """
+    import yaml
+
+    from workbench.data.schema import TABLES
+
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            raise MetricDefinitionError(f"metrics file {str(path)!r} does not exist")
+        try:
+            source = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise MetricDefinitionError(f"metrics file {str(path)!r} is not valid YAML: {exc}") \
+                from exc
+    if not isinstance(source, Mapping):
+        return {}
+    if "metrics" in source or "columns" in source:
+        source = source.get("columns") or {}
+    if not isinstance(source, Mapping):
+        raise MetricDefinitionError(f"'columns' must be a mapping of documented column names to "
+                                    f"yours, got {type(source).__name__}")
+    documented = sorted({c.name for cols in TABLES.values() for c in cols})
+    out = {}
+    for key, value in source.items():
+        if key not in documented:
+            raise MetricDefinitionError(
+                f"columns: {key!r} is not a documented column (one of {', '.join(documented)})")
+        if not isinstance(value, str) or not value:
+            raise MetricDefinitionError(f"columns: {key!r} must map to a column name, "
+                                        f"got {value!r}")
+        out[str(key)] = value
     return out

@@ -49,6 +49,25 @@ def _colour(variants) -> dict:
     return {v: _COLOURS[i % len(_COLOURS)] for i, v in enumerate(variants)}
 
 
+def _interval_rows(ax, frame, by: str, labels, variants, colours, fmt: str, percent: bool) -> None:
+    """Effects with intervals, one row per value ``labels`` of column ``by`` (top to bottom), the
+    variants' points dodged around it; a dashed zero line and the effect axis labelled."""
+    k = len(variants)
+    offsets = (np.arange(k) - (k - 1) / 2) * (0.6 / max(k, 1))
+    for j, v in enumerate(variants):
+        sub = frame[frame["variant"] == v].set_index(by).reindex(labels)
+        y = np.arange(len(labels))[::-1] - offsets[j]
+        eff = sub["effect"].to_numpy(float)
+        lo = eff - sub["ci_lower"].to_numpy(float)
+        hi = sub["ci_upper"].to_numpy(float) - eff
+        ax.errorbar(eff, y, xerr=[lo, hi], fmt=fmt, color=colours[v], capsize=3, label=v)
+    ax.axvline(0, color="0.4", lw=1, ls="--")
+    ax.set_yticks(np.arange(len(labels))[::-1])
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("lift vs control" if percent else "difference vs control")
+    _format_axis(ax, percent)
+
+
 def plot_forest(result, ax=None, metrics=None, percent: bool | None = None):
     """Lift of every metric x variant with its interval (a forest plot).
 
@@ -69,20 +88,7 @@ def plot_forest(result, ax=None, metrics=None, percent: bool | None = None):
     colours = _colour(variants)
     metric_names = list(dict.fromkeys(frame["metric"]))
     ax = _axes(ax, (7, 0.45 * len(frame) + 1.5))
-    k = len(variants)
-    offsets = (np.arange(k) - (k - 1) / 2) * (0.6 / max(k, 1))
-    for j, v in enumerate(variants):
-        sub = frame[frame["variant"] == v].set_index("metric").reindex(metric_names)
-        y = np.arange(len(metric_names))[::-1] - offsets[j]
-        eff = sub["effect"].to_numpy(float)
-        lo = eff - sub["ci_lower"].to_numpy(float)
-        hi = sub["ci_upper"].to_numpy(float) - eff
-        ax.errorbar(eff, y, xerr=[lo, hi], fmt="o", color=colours[v], capsize=3, label=v)
-    ax.axvline(0, color="0.4", lw=1, ls="--")
-    ax.set_yticks(np.arange(len(metric_names))[::-1])
-    ax.set_yticklabels(metric_names)
-    ax.set_xlabel("lift vs control" if percent else "difference vs control")
-    _format_axis(ax, percent)
+    _interval_rows(ax, frame, "metric", metric_names, variants, colours, "o", percent)
     ax.legend(loc="best", fontsize="small")
     ax.set_title("Effects with intervals")
     return ax
@@ -174,20 +180,7 @@ def plot_segments(result, metric: str | None = None, dimension: str | None = Non
     variants = list(dict.fromkeys(frame["variant"]))
     colours = _colour(variants)
     ax = _axes(ax, (7, 0.5 * len(segs) * max(len(variants), 1) / 1.5 + 1.5))
-    k = len(variants)
-    offsets = (np.arange(k) - (k - 1) / 2) * (0.6 / max(k, 1))
-    for j, v in enumerate(variants):
-        sub = frame[frame["variant"] == v].set_index("segment").reindex(segs)
-        y = np.arange(len(segs))[::-1] - offsets[j]
-        eff = sub["effect"].to_numpy(float)
-        ax.errorbar(eff, y, xerr=[eff - sub["ci_lower"].to_numpy(float),
-                                  sub["ci_upper"].to_numpy(float) - eff],
-                    fmt="s", color=colours[v], capsize=3, label=v)
-    ax.axvline(0, color="0.4", lw=1, ls="--")
-    ax.set_yticks(np.arange(len(segs))[::-1])
-    ax.set_yticklabels(segs)
-    ax.set_xlabel("lift vs control" if percent else "difference vs control")
-    _format_axis(ax, percent)
+    _interval_rows(ax, frame, "segment", segs, variants, colours, "s", percent)
     ax.set_title(f"{metric} by {dimension}")
     ax.legend(loc="best", fontsize="small")
     return ax

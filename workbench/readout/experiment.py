@@ -47,6 +47,95 @@ def _resolve_table(con, spec, default: str, *, required: bool = True):
     return table(con, text)
 
 
+def _project_path(value: Any) -> Any:
+    """A relative path that does not exist from the working directory but does from the
+    project root (``workbench.config``): the root's (notebooks run from ``notebooks/``)."""
+    if not isinstance(value, str | Path) or "://" in str(value) or str(value) == ":memory:" \
+            or "*" in str(value):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return value
+    from workbench.config import get_settings
+
+    alt = get_settings().root / path
+    if not alt.exists():
+        return value
+    return alt if isinstance(value, Path) else str(alt)
+
+
+_TIMES = {"assignments": "assigned_at", "events": "event_time"}
+
+
+def _conform(tables: dict, mapping: Mapping[str, str], experiment_id: str) -> tuple[dict, list]:
+    """The tables with the documented column names: renamed as ``mapping`` says (documented
+    -> yours), time-zone aware timestamps converted to UTC, dates made timestamps, a variant
+    that is not text read as text, a missing ``assignments.experiment_id`` filled in."""
+    import ibis
+
+    from workbench.data.schema import TABLES
+    from workbench.errors import SchemaError
+
+    out, notes, found = {}, [], set()
+    for name, t in tables.items():
+        if t is None:
+            out[name] = None
+            continue
+        documented = {c.name for c in TABLES[name]}
+        rename = {ours: yours for ours, yours in mapping.items()
+                  if ours in documented and yours in t.columns and yours != ours}
+        found |= {yours for yours in mapping.values() if yours in t.columns}
+        for ours, yours in rename.items():
+            if ours in t.columns:
+                raise SchemaError(f"table {name!r} has both {yours!r} (mapped to {ours}) and "
+                                  f"{ours!r}: drop one, or map another column")
+        if rename:
+            t = t.rename(rename)
+        schema = t.schema()
+        col = _TIMES.get(name)
+        if col in schema and (schema[col].is_timestamp() or schema[col].is_date()):
+            zone = getattr(schema[col], "timezone", None)
+            if zone is not None or schema[col].is_date():
+                # Ibis's DuckDB and Spark sessions run in UTC: the cast gives UTC wall time
+                t = t.mutate(**{col: t[col].cast(ibis.dtype("timestamp"))})
+                own = mapping.get(col, col)
+                notes.append(f"timestamps: {name}.{own} is time-zone aware; converted to UTC"
+                             if zone is not None else
+                             f"timestamps: {name}.{own} holds dates (read as midnight UTC)")
+        if name == "assignments":
+            if "variant" in schema and not schema["variant"].is_string():
+                t = t.mutate(variant=t.variant.cast("string"))
+            if "experiment_id" not in schema:
+                t = t.mutate(experiment_id=ibis.literal(experiment_id))
+                notes.append(f"experiment: every assignments row is {experiment_id!r} (table "
+                             "'assignments' has no experiment_id column)")
+        out[name] = t
+    unused = [f"{yours!r} (for {ours})" for ours, yours in mapping.items() if yours not in found]
+    if unused:
+        raise SchemaError(f"columns: {', '.join(unused)} is in no table of the source "
+                          "(assignments, events, users)")
+    return out, notes
+
+
+def _renamed_metrics(metrics: list[MetricDefinition], mapping: Mapping[str, str]) -> list:
+    """Metrics whose ``column``/``where`` name a mapped column of yours, reading its documented
+    name (the tables are renamed by :func:`_conform`)."""
+    from dataclasses import replace
+
+    back = {yours: ours for ours, yours in mapping.items()}
+    if not back:
+        return metrics
+
+    def agg(a):
+        if a is None:
+            return None
+        where = tuple(replace(c, column=back.get(c.column, c.column)) for c in a.where)
+        return replace(a, column=back.get(a.column, a.column), where=where)
+
+    return [replace(m, numerator=agg(m.numerator), denominator=agg(m.denominator))
+            for m in metrics]
+
+
 class Experiment:
     """An experiment in a data source, analysed inside the engine.
 
@@ -58,7 +147,13 @@ class Experiment:
     The data-quality report and the sufficient statistics are computed once per experiment
     and reused by every later :meth:`validate`, :meth:`sufficient_stats` and :meth:`analyze`
     (the tables are read as they are at the first call).
+
+    ``notes``: one sentence per default the plan took (dates, split, control) or part that
+    cannot apply (no ``users`` table: no segments; no date column: no time series).
     """
+
+    notes: tuple[str, ...] = ()
+    columns: Mapping[str, str] = {}
 
     def __init__(self, con, experiment_id: str, metrics: list[MetricDefinition], *,
                  assignments, events, users=None, experiments=None,
@@ -89,7 +184,8 @@ class Experiment:
                     start_date: dt.date | str | None = None,
                     end_date: dt.date | str | None = None,
                     planned_weights: Mapping[str, float] | None = None,
-                    exclude_crossovers: bool = True) -> Experiment:
+                    exclude_crossovers: bool = True,
+                    columns: Mapping[str, str] | None = None) -> Experiment:
         """Open an experiment.
 
         Parameters
@@ -112,25 +208,57 @@ class Experiment:
         exclude_crossovers : bool
             Drop units seen in more than one variant (default; they are counted by
             :meth:`validate`).
-        """
-        from workbench.data.sources import connect
+        columns : mapping, optional
+            Your column names: ``{documented name: yours}``, e.g. ``{"user_id": "customer_id",
+            "event_time": "ts", "event_type": "kind"}``, merged over the ``columns:`` mapping of
+            the metrics YAML (:func:`workbench.metrics.definition.load_columns`).
 
+        Notes
+        -----
+        Time-zone aware timestamps are converted to UTC (naive ones are taken as UTC); a
+        ``variant`` that is not text is read as text; ``assignments`` without
+        ``experiment_id`` holds one experiment. Without an ``experiments`` table the dates are
+        the span of the assignments, the split is equal and the control is 'control' if it
+        is a variant, else the first variant sorted: :attr:`notes` says so, one sentence each.
+        A relative ``source`` or ``metrics`` path that does not exist from the working
+        directory is looked up from the project root (``workbench.config``), so the README's
+        paths also work from ``notebooks/``.
+
+        Raises
+        ------
+        SchemaError
+            A missing column or a column of the wrong type (user ids that are not integers,
+            text timestamps, a summed column that is not numeric, a ``where`` value of the
+            wrong type), named, before any query is compiled.
+        SourceError, ParameterError, MetricDefinitionError
+        """
+        from workbench.data.quality import require_event_columns
+        from workbench.data.sources import connect
+        from workbench.metrics.definition import load_columns
+
+        source, metrics = _project_path(source), _project_path(metrics)
+        mapping = {**load_columns(metrics), **dict(columns or {})}
+        if columns:
+            load_columns(mapping)  # validates the keys of the call's mapping
+        defs = load_metrics(metrics)
         con = connect(source)
-        a = _resolve_table(con, assignments, "assignments")
-        e = _resolve_table(con, events, "events")
-        u = _resolve_table(con, users, "users", required=users is not None)
-        x = _resolve_table(con, experiments, "experiments", required=experiments is not None)
-        for name, t, cols in (("assignments", a, ("experiment_id", "user_id", "variant",
-                                                   "assigned_at")),
-                              ("events", e, ("user_id", "event_time", "event_type"))):
-            missing = [c for c in cols if c not in t.columns]
-            if missing:
-                raise SourceError(f"table {name!r} lacks column(s) {missing}")
-        window = cls._window(a, x, experiment_id, control, start_date, end_date,
-                             planned_weights)
-        return cls(con, experiment_id, load_metrics(metrics), assignments=a, events=e,
-                   users=u, experiments=x, window=window,
-                   exclude_crossovers=exclude_crossovers)
+        tables = {"assignments": _resolve_table(con, _project_path(assignments), "assignments"),
+                  "events": _resolve_table(con, _project_path(events), "events"),
+                  "users": _resolve_table(con, _project_path(users), "users",
+                                          required=users is not None)}
+        x = _resolve_table(con, _project_path(experiments), "experiments",
+                           required=experiments is not None)
+        tables, notes = _conform(tables, mapping, experiment_id)
+        defs = _renamed_metrics(defs, mapping)
+        require_event_columns(tables, defs, mapping)
+        a, e, u = tables["assignments"], tables["events"], tables["users"]
+        window, more = cls._window(a, x, experiment_id, control, start_date, end_date,
+                                   planned_weights)
+        exp = cls(con, experiment_id, defs, assignments=a, events=e, users=u, experiments=x,
+                  window=window, exclude_crossovers=exclude_crossovers)
+        exp.notes = tuple(notes + more)
+        exp.columns = mapping
+        return exp
 
     @classmethod
     def from_units(cls, data: Any, variant: str = "variant", metrics: Any = None, *,
@@ -251,10 +379,12 @@ class Experiment:
 
     @staticmethod
     def _window(a, x, experiment_id, control, start_date, end_date, planned_weights):
+        """The plan of an event-log experiment, and the sentences saying what was defaulted."""
         from workbench.data.sources import execute
 
         variants, weights, ctrl = [], [], None
         start = end = None
+        notes: list[str] = []
         if x is not None:
             meta = execute(x.filter(x.experiment_id == experiment_id))
             if len(meta):
@@ -271,16 +401,28 @@ class Experiment:
             if int(span["n"].iloc[0]) == 0:
                 raise SourceError(
                     f"experiment {experiment_id!r} has no rows in table 'assignments'")
+            why = "no 'experiments' table" if x is None else \
+                f"experiment {experiment_id!r} is not in table 'experiments'"
             if start is None:
                 start = pd.Timestamp(span["lo"].iloc[0]).date()
                 end = pd.Timestamp(span["hi"].iloc[0]).date()
+                if start_date is None or end_date is None:
+                    notes.append(f"dates: {start} to {end}, the span of the assignments ({why}; "
+                                 "pass start_date=/end_date= to change)")
             if not variants:
                 names = execute(af.select("variant").distinct())["variant"]
                 variants = sorted(names)
                 weights = [1 / len(variants)] * len(variants)
+                if planned_weights is None:
+                    notes.append(f"planned split: equal over {', '.join(variants)} ({why}; pass "
+                                 "planned_weights= to test the SRM against yours)")
         if planned_weights is not None:
             variants = list(planned_weights)
             weights = [float(planned_weights[v]) for v in variants]
+        if control is None and ctrl is None and "control" not in variants and variants:
+            control = sorted(variants)[0]
+            notes.append(f"control: {control!r} (no variant named 'control', the first variant "
+                         "sorted; pass control= to change)")
         control = control or ctrl or "control"
         if control not in variants:
             raise ParameterError(f"control variant {control!r} is not one of {variants}")
@@ -292,7 +434,7 @@ class Experiment:
         if end < start:
             raise ParameterError(f"end_date {end} is before start_date {start}")
         return ExperimentWindow(experiment_id, start, end, tuple(order), tuple(weights),
-                                control)
+                                control), notes
 
     # -- checks ------------------------------------------------------------------------
     def validate(self, srm_threshold: float = SRM_THRESHOLD,
@@ -419,13 +561,15 @@ class Experiment:
                 ts = stats_analyze(daily, correction=None, **kw).to_frame()
                 ts = self._decorate(ts, daily, alpha, report)
         decisions, line = decision.decide(results, self.window.variants[1:], srm=report.srm,
-                                          srm_p_value=report.srm_p_value)
+                                          srm_p_value=report.srm_p_value,
+                                          failed=decision.failed_checks(report))
+        notes = tuple(decision.data_notes(report, exclude_crossovers=self.exclude_crossovers))
         return AnalysisResult(
             experiment_id=self.experiment_id, method=method, alpha=alpha,
             difference=difference, control=control, results=results, segments=seg_frame,
             heterogeneity=het, timeseries=ts, validation=report, stats=stats,
             segment_stats=seg_stats, decisions=decisions, decision=line,
-            segment_correction=segment_correction, correction=correction)
+            segment_correction=segment_correction, correction=correction, notes=notes)
 
     @staticmethod
     def _segment_results(seg_stats: pd.DataFrame, method: str | None, kw: dict) -> pd.DataFrame:

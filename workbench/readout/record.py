@@ -210,8 +210,9 @@ class ReadoutRecord:
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: ``<metric>.<variant>.<field>`` for every overall results row (the
-        same numbers every surface shows), ``bayes.``-prefixed for the Bayesian table, and
-        ``srm_p_value``. Non-finite values are left out."""
+        same numbers every surface shows), ``bayes.``-prefixed for the Bayesian table,
+        ``srm_p_value``, and ``comparisons`` / ``comparisons_computed`` (overall rows, and those
+        computed: 0 when nothing could be). Non-finite values are left out."""
         out: dict[str, float] = {}
         for prefix, name in (("", RESULTS), ("bayes.", BAYESIAN)):
             frame = overall_rows(self.tables.get(name))
@@ -225,13 +226,29 @@ class ReadoutRecord:
                         out[f"{prefix}{row['metric']}.{row['variant']}.{label}"] = float(value)
         if math.isfinite(self.srm_p_value):
             out["srm_p_value"] = self.srm_p_value
+        results = overall_rows(self.tables.get(RESULTS))
+        if results is not None:
+            from workbench.readout.decision import not_computed
+
+            out["comparisons"] = float(len(results))
+            out["comparisons_computed"] = float(len(results) - not_computed(results).sum())
         return out
 
+    @property
+    def computable(self) -> str:
+        """``all``, ``some`` or ``none``: how many overall results rows were computed
+        (:func:`workbench.readout.decision.computable`)."""
+        from workbench.readout.decision import computable
+
+        return computable(self.results if RESULTS in self.tables else None)
+
     def tags(self) -> dict[str, str]:
-        """MLflow tags: schema version, trustworthiness, the decision and, for the PyMC tables
+        """MLflow tags: schema version, trustworthiness, how much was computed
+        (``workbench.computable``: all, some, none), the decision and, for the PyMC tables
         (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`)."""
         return {"workbench.readout_schema": str(self.schema_version),
                 "workbench.trustworthy": str(self.trustworthy).lower(),
+                "workbench.computable": self.computable,
                 "workbench.decision": self.decision[:250], **self.mcmc_tags()}
 
     def mcmc_tags(self) -> dict[str, str]:

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.readout.decision import VERDICT_HARM, VERDICT_IMPROVED, VERDICT_SRM, VERDICT_WORSE
+from workbench.readout.decision import (
+    COMPUTABLE_NONE,
+    VERDICT_HARM,
+    VERDICT_IMPROVED,
+    VERDICT_SRM,
+    VERDICT_WORSE,
+    computable,
+)
 from workbench.summary import Summary
 
 # Verdicts shown in colour in the HTML views.
@@ -53,6 +60,10 @@ class AnalysisResult:
         One line for stakeholders (:func:`workbench.readout.decision.decide`).
     segment_correction, correction : str or None
         Corrections across segments, and across the metrics x variants of ``results``.
+    notes : tuple of str
+        What the readout excluded, ignored or kept, and why: one sentence per data-quality
+        finding (:func:`workbench.readout.decision.data_notes`); shown by :meth:`summary` and
+        kept in the record's notes.
     """
 
     experiment_id: str
@@ -71,15 +82,27 @@ class AnalysisResult:
     decision: str = ""
     segment_correction: str | None = "holm"
     correction: str | None = None
+    notes: tuple = ()
 
     @property
     def srm_p_value(self) -> float:
         return self.validation.srm_p_value
 
     @property
+    def computable(self) -> str:
+        """``all``, ``some`` or ``none``: how many overall comparisons were computed."""
+        return computable(self.results)
+
+    @property
     def trustworthy(self) -> bool:
-        """False when a sample ratio mismatch voids the verdicts."""
-        return not self.validation.srm
+        """False when a data-quality error (a sample ratio mismatch or another failed check)
+        voids the verdicts, or when no comparison of the primary metric (of any metric,
+        without a primary one) could be computed."""
+        if self.validation.srm or not getattr(self.validation, "ok", True):
+            return False
+        r = self.results
+        primary = r[r["role"] == "primary"] if "role" in r else r.iloc[:0]
+        return computable(primary if len(primary) else r) != COMPUTABLE_NONE
 
     def to_frame(self) -> pd.DataFrame:
         """The overall results table (a copy), for logging and dashboards."""
@@ -134,6 +157,9 @@ class AnalysisResult:
         text = f"{self.experiment_id}: {self.decision}\n" + frame.to_string(index=False)
         rich = (f"<p><b>{html.escape(self.experiment_id)}: {html.escape(self.decision)}</b></p>"
                 + self._table_html(frame))
+        if self.notes:
+            text += "\n" + "\n".join(f"Note: {n}" for n in self.notes)
+            rich += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
         return Summary(text, rich)
 
     def __str__(self) -> str:
@@ -142,8 +168,12 @@ class AnalysisResult:
     def _repr_html_(self) -> str:
         parts = [f"<h3>{html.escape(self.experiment_id)}: {html.escape(self.decision)}</h3>",
                  f"<p>method: {self.method}; SRM p = {self.srm_p_value:.3g}"
-                 f"{'' if self.trustworthy else ' &mdash; <b>sample ratio mismatch</b>'}</p>",
+                 f"{' &mdash; <b>sample ratio mismatch</b>' if self.validation.srm else ''}"
+                 "</p>",
                  self._table_html(self.summary_frame())]
+        if self.notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+                         + "</ul>")
         if len(self.heterogeneity):
             het = self.heterogeneity[self.heterogeneity["p_value"] < self.alpha]
             if len(het):

@@ -126,7 +126,10 @@ def analyze(
     alternative : {"two-sided", "greater", "less"}
         Frequentist and sequential only.
     cuped : {"auto", True, False}
-        CUPED with the ``pre_*`` columns: "auto" where every row of a metric block has them.
+        CUPED with the ``pre_*`` columns: "auto" for every comparison whose two rows have
+        finite ones (the slope pools the rows of the block that do; a row without them, or
+        whose statistics overflow, is compared unadjusted and its ``cuped`` column says so,
+        while the other rows of its block stay adjusted). True: every row must have them.
     sequential_tuning : float
         Expected sample size (both arms) at which the confidence sequence is tightest.
     prior, prior_mean, prior_sd : str, float, float
@@ -172,23 +175,27 @@ def analyze(
     n_groups = int(group.max()) + 1
 
     kind = frame["kind"].to_numpy()
-    mom = basic_moments(frame)
+    with np.errstate(over="ignore"):  # an overflow is flagged on its row below
+        mom = basic_moments(frame)
     n, mean, var_unit = mom["n"], mom["mean"], mom["var_unit"]
+    base_mean, base_var = mean, var_unit
     theta = np.full(n_rows, np.nan)
     used = np.zeros(n_rows, bool)
     if cuped is not False:
-        use = _cuped.available(frame, block, n_blocks)
+        use = _cuped.available(frame)
         if cuped is True:
             bad = np.flatnonzero(~use)
             if bad.size:
                 raise StatsInputError(f"cuped=True: row {frame.index[bad[0]]!r} (metric="
-                                      f"{frame['metric'].iat[bad[0]]!r}) or another row of its "
-                                      f"metric lacks finite pre-period columns")
+                                      f"{frame['metric'].iat[bad[0]]!r}) lacks finite "
+                                      "pre-period columns")
         if use.any():
-            adj = _cuped.adjust(frame, mom, block, n_blocks, use)
+            with np.errstate(over="ignore"):
+                adj = _cuped.adjust(frame, mom, block, n_blocks, use)
             mean, var_unit, theta, used = adj["mean"], adj["var_unit"], adj["theta"], adj["used"]
     with np.errstate(invalid="ignore", divide="ignore"):
         var_mean = var_unit / n
+        base_var_mean = base_var / n
 
     # row-level problems
     need = [frame["n"].to_numpy(dtype=float), frame["sum"].to_numpy(dtype=float)]
@@ -201,6 +208,9 @@ def analyze(
     den_zero = np.zeros(n_rows, bool)
     if "den_sum" in frame.columns:
         den_zero = (kind == "ratio") & (frame["den_sum"].to_numpy(dtype=float) == 0)
+    # finite inputs whose moments are not (an intermediate overflowed): that row only
+    overflow = ~nan_row & ~den_zero & (n >= 2) \
+        & ~(np.isfinite(base_mean) & np.isfinite(base_var))
 
     is_ctrl = frame["variant"].to_numpy() == control
     ctrl_of_block = np.full(n_blocks, -1)
@@ -213,9 +223,16 @@ def analyze(
     def pick(a, rows=cc):
         return np.where(has_c, a[rows], np.nan) if a.dtype.kind == "f" else a[rows]
 
-    m_t, v_t, n_t = mean[t], var_mean[t], n[t]
-    m_c, v_c, n_c = pick(mean), pick(var_mean), pick(n)
-    eff, se = frequentist.effect_and_se(m_t, v_t, m_c, v_c, difference)
+    # CUPED per comparison: both rows adjusted, else both unadjusted (a row that cannot be
+    # adjusted never changes how the other rows of its block are compared)
+    pair_used = used[t] & pick(used) & has_c
+    m_t = np.where(pair_used, mean[t], base_mean[t])
+    v_t = np.where(pair_used, var_mean[t], base_var_mean[t])
+    m_c = np.where(pair_used, pick(mean), pick(base_mean))
+    v_c = np.where(pair_used, pick(var_mean), pick(base_var_mean))
+    n_t, n_c = n[t], pick(n)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        eff, se = frequentist.effect_and_se(m_t, v_t, m_c, v_c, difference)
 
     err = np.full(t.size, "", dtype=object)
 
@@ -226,12 +243,15 @@ def analyze(
     flag(has_c & (n_c == 0), messages.NO_UNITS_CONTROL)
     flag(n_t == 0, messages.NO_UNITS_VARIANT)
     flag(nan_row[t] | (has_c & nan_row[cc]), messages.MISSING_STATS)
+    flag(overflow[t], messages.NOT_FINITE)
+    flag(has_c & overflow[cc], messages.NOT_FINITE_CONTROL)
     flag(den_zero[t] | (has_c & den_zero[cc]), messages.ZERO_DENOMINATOR)
     flag((n_t < 2) | (n_c < 2), messages.TOO_FEW_UNITS)
     flag(~(np.isfinite(v_t) & np.isfinite(v_c)), messages.MISSING_STATS)
     flag((v_t == 0) & (v_c == 0), messages.ZERO_VARIANCE)
     if difference == "relative":
         flag(m_c == 0, messages.ZERO_BASELINE)
+    flag(~(np.isfinite(eff) & np.isfinite(se)), messages.NOT_FINITE_EFFECT)
     ok = err == ""
 
     kind_t = kind[t]
@@ -273,7 +293,7 @@ def analyze(
     else:
         p_adj = np.full(t.size, np.nan)
         z = special.ndtri(1 - alpha / 2)
-        beta_rows = ok & (kind_t == "proportion") & ~used[t]
+        beta_rows = ok & (kind_t == "proportion") & ~pair_used
         gauss_rows = ok & ~beta_rows
         if beta_rows.any():
             idx = np.flatnonzero(beta_rows)
@@ -295,8 +315,12 @@ def analyze(
             lo[idx], hi[idx] = mu - z * sd, mu + z * sd
         if rope is not None:
             rope_p = np.where(ok, bayesian.rope_probability(effect_out, se_out, rope), np.nan)
-        best = _best(frame, block, t, ok, ctw, mean, var_mean, n, used, kind, is_ctrl,
-                     beta_prior, best_draws, seed)
+        # chance to be best compares all arms of a block on one footing: adjusted where
+        # every row of the block is, else unadjusted
+        all_used = np.bincount(block, weights=~used, minlength=n_blocks)[block] == 0
+        best = _best(frame, block, t, ok, ctw, np.where(all_used, mean, base_mean),
+                     np.where(all_used, var_mean, base_var_mean), n, used & all_used, kind,
+                     is_ctrl, beta_prior, best_draws, seed)
 
     srm_p = np.full(t.size, np.nan)
     srm_res = None
@@ -338,8 +362,8 @@ def analyze(
         "statistic": stat,
         "dof": dof,
         "interval_alpha": interval_alpha,
-        "cuped": used[t],
-        "cuped_theta": theta[t],
+        "cuped": pair_used,
+        "cuped_theta": np.where(pair_used, theta[t], np.nan),
         "chance_to_be_best": best,
     })
     if rope is not None:

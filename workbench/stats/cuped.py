@@ -10,6 +10,11 @@ where ``C`` are centered cross-product sums within a variant. ``theta`` is estim
 metric (and per grouping block) pooling all variants, so the absolute effect equals the treatment
 coefficient of the ANCOVA regression ``y ~ 1 + variant + x`` (Deng et al. 2013, "CUPED").
 
+One row's problem never changes another row's method: the slope and the centre pool only the rows
+that have finite covariate columns *and* finite (co)variances (no overflow); a row without them is
+left unadjusted (``used`` False) and the engine compares it with the control unadjusted, while the
+other rows of its block stay adjusted (their slope is the regression on their own arms).
+
 Ratio metrics ``R = sum y / sum d`` use the pre-period ratio ``R_x = sum x / sum w`` and the
 linearised unit values ``z = (y - R d)/dbar`` and ``u = (x - R_x w)/wbar`` (delta method), so
 ``var(z)``, ``var(u)`` and ``cov(z, u)`` come from the cross products of the schema; then the same
@@ -23,23 +28,23 @@ from workbench.stats import schema
 from workbench.stats.moments import _col, centered, sample_cov
 
 
-def available(frame, block: np.ndarray, n_blocks: int) -> np.ndarray:
-    """Per row: True when every row of its block has the covariate columns it needs."""
+def available(frame, block: np.ndarray | None = None, n_blocks: int | None = None) -> np.ndarray:
+    """Per row: True when the row has finite covariate columns (``block`` and ``n_blocks`` are
+    accepted for compatibility; availability is per row, see the module docstring)."""
     kind = frame["kind"].to_numpy()
     if not all(c in frame.columns for c in schema.CUPED_INPUT):
         return np.zeros(len(frame), bool)
     ok = np.all([np.isfinite(_col(frame, c)) for c in schema.CUPED_INPUT], axis=0)
     ratio_ok = np.all([np.isfinite(_col(frame, c)) for c in schema.RATIO_CUPED_INPUT], axis=0)
-    ok = ok & np.where(kind == "ratio", ratio_ok, True)
-    bad_blocks = np.bincount(block, weights=~ok, minlength=n_blocks) > 0
-    return ~bad_blocks[block]
+    return ok & np.where(kind == "ratio", ratio_ok, True)
 
 
 def adjust(frame, base: dict, block: np.ndarray, n_blocks: int, use: np.ndarray) -> dict:
     """CUPED-adjusted means and unit variances for rows with ``use`` True.
 
     Returns a dict with ``mean``, ``var_unit``, ``theta`` (NaN where not adjusted) and ``used``
-    (bool; False also where the pooled covariate has zero variance).
+    (bool; False also where the pooled covariate has zero variance, and for a row whose own
+    (co)variances or adjusted moments are not finite: such a row is not pooled either).
     """
     kind = frame["kind"].to_numpy()
     n = base["n"]
@@ -58,8 +63,6 @@ def adjust(frame, base: dict, block: np.ndarray, n_blocks: int, use: np.ndarray)
         s_xy = sample_cov(xy, x, y, n)
         # the covariate's "mean" (ratio: pre-period ratio) and pooled centre per block
         cov_mean = x / n
-        pooled_num = np.bincount(block, weights=np.where(use, x, 0.0), minlength=n_blocks)
-        pooled_den = np.bincount(block, weights=np.where(use, n, 0.0), minlength=n_blocks)
         if is_ratio.any():
             d = _col(frame, "den_sum")
             dd = _col(frame, "den_sum_squares")
@@ -82,19 +85,29 @@ def adjust(frame, base: dict, block: np.ndarray, n_blocks: int, use: np.ndarray)
             s_xx = np.where(is_ratio, s_uu, s_xx)
             s_xy = np.where(is_ratio, s_zu, s_xy)
             cov_mean = np.where(is_ratio, rx, cov_mean)
-            wsum = np.bincount(block, weights=np.where(use & is_ratio, w, 0.0), minlength=n_blocks)
-            pooled_den = np.where(np.bincount(block, weights=is_ratio, minlength=n_blocks) > 0,
-                                  wsum, pooled_den)
+        # a row whose (co)variances overflow (or are NaN) is neither pooled nor adjusted
+        use = use & np.isfinite(s_yy) & np.isfinite(s_xx) & np.isfinite(s_xy) \
+            & np.isfinite(cov_mean)
+        pooled_num = np.bincount(block, weights=np.where(use, x, 0.0), minlength=n_blocks)
+        pooled_den = np.bincount(block, weights=np.where(use, n, 0.0), minlength=n_blocks)
+        if is_ratio.any():
+            pooled_den = np.where(
+                np.bincount(block, weights=is_ratio, minlength=n_blocks) > 0,
+                np.bincount(block, weights=np.where(use & is_ratio, w, 0.0), minlength=n_blocks),
+                pooled_den)
         mu = pooled_num / pooled_den
         dof = np.where(use & (n >= 2), n - 1, 0.0)
         cxy = np.bincount(block, weights=np.where(dof > 0, s_xy * dof, 0.0), minlength=n_blocks)
         cxx = np.bincount(block, weights=np.where(dof > 0, s_xx * dof, 0.0), minlength=n_blocks)
         theta_b = np.where(cxx > 0, cxy / cxx, np.nan)
         theta = theta_b[block]
-        used = use & np.isfinite(theta)
-        mean = np.where(used, base["mean"] - theta * (cov_mean - mu[block]), base["mean"])
-        var = np.where(used, s_yy - 2 * theta * s_xy + theta**2 * s_xx, base["var_unit"])
-    var = np.where(var < 0, 0.0, var)
+        adj_mean = base["mean"] - theta * (cov_mean - mu[block])
+        adj_var = s_yy - 2 * theta * s_xy + theta**2 * s_xx
+        used = use & np.isfinite(theta) & np.isfinite(adj_mean) & np.isfinite(adj_var)
+        mean = np.where(used, adj_mean, base["mean"])
+        var = np.where(used, adj_var, base["var_unit"])
+    # rounding can leave tiny negatives where the variance is zero (an overflow stays -inf)
+    var = np.where((var < 0) & np.isfinite(var), 0.0, var)
     return {"mean": mean, "var_unit": var, "theta": np.where(used, theta, np.nan), "used": used}
 
 

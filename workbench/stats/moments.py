@@ -62,6 +62,7 @@ def basic_moments(frame) -> dict:
             mean = np.where(is_ratio, r, mean)
             var = np.where(is_ratio, var_r, var)
             den_mean = np.where(is_ratio, dbar, np.nan)
-    # Rounding in sum_squares - sum^2/n can leave tiny negatives where the variance is zero.
-    var = np.where(var < 0, 0.0, var)
+    # Rounding in sum_squares - sum^2/n can leave tiny negatives where the variance is zero;
+    # an overflow (-inf) is kept, for the engine to flag the row.
+    var = np.where((var < 0) & np.isfinite(var), 0.0, var)
     return {"n": n, "mean": mean, "var_unit": var, "den_mean": den_mean}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ConvergenceWarning, WorkbenchError
-from workbench.stats.pymc.diagnostics import Diagnostics
+from workbench.stats.pymc import sampling
+from workbench.stats.pymc.diagnostics import Diagnostics, diagnose
 from workbench.stats.schema import OUTPUT_COLUMNS
 from workbench.summary import Summary
 
@@ -177,26 +178,50 @@ def fit_record(key, sampler: str, d: Diagnostics) -> tuple:
             d.message)
 
 
-def finish(model, rows, group_cols, idatas, diags, hyper, difference, alpha, priors, samplers,
-           warn=True) -> BayesResult:
-    """Assemble the result (the statistics engine's column order) and warn of failed fits."""
-    cols = list(OUTPUT_COLUMNS) + list(group_cols) + list(DIAGNOSTIC_COLUMNS)
-    table = pd.DataFrame(rows, columns=cols)
-    table["error_message"] = table["error_message"].fillna("").astype(str)
-    for c in OUTPUT_COLUMNS:
-        if c not in ("metric", "variant", "error_message"):
-            table[c] = table[c].astype(float)
-    table["diagnostics_ok"] = table["diagnostics_ok"].astype(bool)
-    table["sampler"] = table["sampler"].fillna("").astype(str)
-    diag = pd.DataFrame(diags, columns=_DIAGNOSTICS_FRAME)
-    bad = diag[~diag["ok"].astype(bool)]
-    if warn and len(bad):
-        warnings.warn(f"{len(bad)} of {len(diag)} {model} fit(s) failed MCMC diagnostics: "
-                      + "; ".join(f"{k}: {m}" for k, m in zip(bad["key"], bad["message"])),
-                      ConvergenceWarning, stacklevel=4)
-    used = sorted(set(samplers))
-    sampler = "+".join(used) if used else "none"
-    hyper = pd.DataFrame(hyper, columns=_HYPER_FRAME)
-    return BayesResult(model=model, table=table, idatas=dict(idatas), diagnostics=diag,
-                       hyper=hyper, difference=difference, ci_level=1 - alpha, priors=priors,
-                       sampler=sampler)
+@dataclass
+class Fits:
+    """What the fits of one model call gather: table rows, hyper-parameter rows, and per fit
+    its InferenceData, diagnostics record and sampler."""
+
+    cfg: Any  # sampling.Sampling
+    rows: list = field(default_factory=list)
+    hyper: list = field(default_factory=list)
+    idatas: dict = field(default_factory=dict)
+    diags: list = field(default_factory=list)
+    samplers: list = field(default_factory=list)
+
+    def sample(self, key: tuple, kind: str, data: dict, seed, dim: str, labels) -> tuple:
+        """Fit the ``kind`` model (one ``dim`` entry per label) and record it under ``key``.
+
+        Returns its InferenceData (``dim`` relabelled) and the diagnostic columns of its rows.
+        """
+        idata, used = sampling.sample(kind, len(labels), data, self.cfg, seed)
+        idata = sampling.relabel(idata, dim, labels)
+        self.samplers.append(used)
+        d = diagnose(idata, max_r_hat=self.cfg.max_r_hat, min_ess=self.cfg.min_ess)
+        self.idatas[key] = idata
+        self.diags.append(fit_record(key, used, d))
+        return idata, fitted(d, used)
+
+    def finish(self, model, group_cols, difference, alpha, priors) -> BayesResult:
+        """Assemble the result (the statistics engine's column order) and warn of failed fits."""
+        cols = list(OUTPUT_COLUMNS) + list(group_cols) + list(DIAGNOSTIC_COLUMNS)
+        table = pd.DataFrame(self.rows, columns=cols)
+        table["error_message"] = table["error_message"].fillna("").astype(str)
+        for c in OUTPUT_COLUMNS:
+            if c not in ("metric", "variant", "error_message"):
+                table[c] = table[c].astype(float)
+        table["diagnostics_ok"] = table["diagnostics_ok"].astype(bool)
+        table["sampler"] = table["sampler"].fillna("").astype(str)
+        diag = pd.DataFrame(self.diags, columns=_DIAGNOSTICS_FRAME)
+        bad = diag[~diag["ok"].astype(bool)]
+        if len(bad):
+            warnings.warn(f"{len(bad)} of {len(diag)} {model} fit(s) failed MCMC diagnostics: "
+                          + "; ".join(f"{k}: {m}" for k, m in zip(bad["key"], bad["message"])),
+                          ConvergenceWarning, stacklevel=4)
+        used = sorted(set(self.samplers))
+        sampler = "+".join(used) if used else "none"
+        hyper = pd.DataFrame(self.hyper, columns=_HYPER_FRAME)
+        return BayesResult(model=model, table=table, idatas=dict(self.idatas), diagnostics=diag,
+                           hyper=hyper, difference=difference, ci_level=1 - alpha, priors=priors,
+                           sampler=sampler)

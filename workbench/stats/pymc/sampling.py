@@ -25,12 +25,16 @@ SAMPLERS = ("nutpie", "pymc")
 # --------------------------------------------------------------------------------------------
 # model programs (data and prior parameters are pm.Data, so one build serves every fit)
 # --------------------------------------------------------------------------------------------
+def _data(pm, dim: str, **values):
+    """A ``pm.Data`` of each value (arrays along ``dim``): placeholders later fits set."""
+    return [pm.Data(name, v, dims=dim if np.ndim(v) else None) for name, v in values.items()]
+
+
 def _beta_binomial(pm, size: int):
     with pm.Model(coords={"arm": np.arange(size)}) as model:
-        successes = pm.Data("successes", np.zeros(size, dtype="int64"), dims="arm")
-        trials = pm.Data("trials", np.ones(size, dtype="int64"), dims="arm")
-        a = pm.Data("prior_alpha", 1.0)
-        b = pm.Data("prior_beta", 1.0)
+        successes, trials, a, b = _data(pm, "arm", successes=np.zeros(size, dtype="int64"),
+                                        trials=np.ones(size, dtype="int64"), prior_alpha=1.0,
+                                        prior_beta=1.0)
         p = pm.Beta("p", a, b, dims="arm")
         pm.Binomial("y", n=trials, p=p, observed=successes, dims="arm")
     return model
@@ -39,25 +43,27 @@ def _beta_binomial(pm, size: int):
 def _gaussian(pm, size: int):
     # Standardised units (the caller maps back): the sampler sees posteriors of unit scale.
     with pm.Model(coords={"arm": np.arange(size)}) as model:
-        mean = pm.Data("mean", np.zeros(size), dims="arm")
-        se = pm.Data("se", np.ones(size), dims="arm")
-        m0 = pm.Data("prior_mean", 0.0)
-        s0 = pm.Data("prior_sd", 10.0)
+        mean, se, m0, s0 = _data(pm, "arm", mean=np.zeros(size), se=np.ones(size),
+                                 prior_mean=0.0, prior_sd=10.0)
         mu = pm.Normal("mu", m0, s0, dims="arm")
         pm.Normal("y", mu, se, observed=mean, dims="arm")
     return model
 
 
+def _effects(pm, mu_sd, tau_scale):
+    """Non-centred segment effects ``theta = mu + tau * z`` of the hierarchical models."""
+    mu = pm.Normal("mu", 0.0, mu_sd)
+    tau = pm.HalfNormal("tau", tau_scale)
+    z = pm.Normal("z", 0.0, 1.0, dims="segment")
+    return mu, tau, z
+
+
 def _hier_normal(pm, size: int):
     with pm.Model(coords={"segment": np.arange(size)}) as model:
-        effect = pm.Data("effect", np.zeros(size), dims="segment")
-        se = pm.Data("se", np.ones(size), dims="segment")
-        scale = pm.Data("scale", 1.0)
-        mu_sd = pm.Data("mu_sd", 0.3)
-        tau_scale = pm.Data("tau_scale", 0.2)
-        mu = pm.Normal("mu", 0.0, mu_sd)
-        tau = pm.HalfNormal("tau", tau_scale)
-        z = pm.Normal("z", 0.0, 1.0, dims="segment")
+        effect, se, scale, mu_sd, tau_scale = _data(pm, "segment", effect=np.zeros(size),
+                                                    se=np.ones(size), scale=1.0, mu_sd=0.3,
+                                                    tau_scale=0.2)
+        mu, tau, z = _effects(pm, mu_sd, tau_scale)
         theta = pm.Deterministic("theta", mu + tau * z, dims="segment")
         pm.Normal("y", scale * theta, se, observed=effect, dims="segment")
     return model
@@ -65,17 +71,12 @@ def _hier_normal(pm, size: int):
 
 def _hier_binomial(pm, size: int):
     with pm.Model(coords={"segment": np.arange(size)}) as model:
-        y_c = pm.Data("y_control", np.zeros(size, dtype="int64"), dims="segment")
-        n_c = pm.Data("n_control", np.ones(size, dtype="int64"), dims="segment")
-        y_t = pm.Data("y_variant", np.zeros(size, dtype="int64"), dims="segment")
-        n_t = pm.Data("n_variant", np.ones(size, dtype="int64"), dims="segment")
-        base_mu = pm.Data("baseline_mu", 0.0)
-        base_sd = pm.Data("baseline_sd", 2.0)
-        mu_sd = pm.Data("mu_sd", 0.3)
-        tau_scale = pm.Data("tau_scale", 0.2)
-        mu = pm.Normal("mu", 0.0, mu_sd)
-        tau = pm.HalfNormal("tau", tau_scale)
-        z = pm.Normal("z", 0.0, 1.0, dims="segment")
+        y_c, n_c, y_t, n_t, base_mu, base_sd, mu_sd, tau_scale = _data(
+            pm, "segment", y_control=np.zeros(size, dtype="int64"),
+            n_control=np.ones(size, dtype="int64"), y_variant=np.zeros(size, dtype="int64"),
+            n_variant=np.ones(size, dtype="int64"), baseline_mu=0.0, baseline_sd=2.0, mu_sd=0.3,
+            tau_scale=0.2)
+        mu, tau, z = _effects(pm, mu_sd, tau_scale)
         alpha = pm.Normal("alpha", base_mu, base_sd, dims="segment")
         theta = pm.Deterministic("theta", mu + tau * z, dims="segment")
         p_c = pm.Deterministic("p_control", pm.math.invlogit(alpha), dims="segment")
@@ -87,16 +88,11 @@ def _hier_binomial(pm, size: int):
 
 def _hurdle(pm, size: int):
     with pm.Model(coords={"arm": np.arange(size)}) as model:
-        n = pm.Data("n", np.full(size, 2, dtype="int64"), dims="arm")
-        pos = pm.Data("positive_n", np.ones(size, dtype="int64"), dims="arm")
-        m = pm.Data("m", np.full(size, 2.0), dims="arm")  # positive_n as float
-        log_mean = pm.Data("log_mean", np.zeros(size), dims="arm")
-        log_ss = pm.Data("log_ss", np.ones(size), dims="arm")
-        a = pm.Data("prior_alpha", 1.0)
-        b = pm.Data("prior_beta", 1.0)
-        m0 = pm.Data("prior_log_mean", 0.0)
-        s0 = pm.Data("prior_log_mean_sd", 2.0)
-        sig_scale = pm.Data("prior_log_sd_scale", 2.0)
+        # m: positive_n as float.
+        n, pos, m, log_mean, log_ss, a, b, m0, s0, sig_scale = _data(
+            pm, "arm", n=np.full(size, 2, dtype="int64"), positive_n=np.ones(size, dtype="int64"),
+            m=np.full(size, 2.0), log_mean=np.zeros(size), log_ss=np.ones(size), prior_alpha=1.0,
+            prior_beta=1.0, prior_log_mean=0.0, prior_log_mean_sd=2.0, prior_log_sd_scale=2.0)
         p = pm.Beta("p", a, b, dims="arm")
         mu = pm.Normal("mu", m0, s0, dims="arm")
         sigma = pm.HalfNormal("sigma", sig_scale, dims="arm")
@@ -217,7 +213,7 @@ def sample(kind: str, size: int, data: dict, cfg: Sampling, seed: int | None):
             except Exception as exc:  # noqa: BLE001 - e.g. no valid initial point: try PyMC's NUTS
                 problem = f"failed to sample the {kind} model ({type(exc).__name__}: {exc})"
         warnings.warn(f"nutpie {problem}; using PyMC's default sampler", WorkbenchWarning,
-                      stacklevel=4)
+                      stacklevel=5)
     import pymc as pm
 
     with entry.lock, entry.model:

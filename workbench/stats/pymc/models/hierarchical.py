@@ -12,11 +12,11 @@ import pandas as pd
 from workbench import messages
 from workbench.errors import StatsInputError
 from workbench.stats.pymc import sampling
-from workbench.stats.pymc.diagnostics import diagnose
 from workbench.stats.pymc.models.inputs import (
     check_args,
     check_table,
     check_unique,
+    pick,
     select_metrics,
     variance,
 )
@@ -24,11 +24,9 @@ from workbench.stats.pymc.priors import HierarchicalPriors
 from workbench.stats.pymc.result import (
     OVERALL,
     BayesResult,
+    Fits,
     effect_stats,
     empty_row,
-    finish,
-    fit_record,
-    fitted,
     posterior_draws,
 )
 
@@ -121,11 +119,7 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
     if frame.empty:
         raise StatsInputError("no segment rows (dimension and segment set, not '(all)') in the statistics table")
     if dimensions is not None:
-        dimensions = [dimensions] if isinstance(dimensions, str) else list(dimensions)
-        unknown = sorted(set(dimensions) - set(frame["dimension"]))
-        if unknown:
-            raise StatsInputError(f"dimension(s) {unknown} not in column 'dimension'")
-        frame = frame[frame["dimension"].isin(dimensions)]
+        frame = pick(frame, "dimension", dimensions)
     frame = select_metrics(frame, metrics, ("proportion", "mean"), "hierarchical")
     if likelihood == "binomial" and (frame["kind"] != "proportion").any():
         raise StatsInputError("likelihood='binomial' needs proportion metrics; "
@@ -142,7 +136,7 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
         for v in [v for v in block["variant"].unique() if v != control]:
             blocks.append((metric, dim, v, block))
     seeds = sampling.seeds(cfg.random_seed, len(blocks))
-    rows, idatas, diags, hyper, samplers = [], {}, [], [], []
+    fits = Fits(cfg)
     for (metric, dim, variant, block), seed in zip(blocks, seeds):
         base = {"metric": metric, "variant": variant, "dimension": dim}
         c = block[block["variant"] == control].set_index("segment")
@@ -151,7 +145,7 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
         missing = [s for s in list(c.index) + list(t.index) if s not in segs]
         for s in dict.fromkeys(missing):
             msg = messages.NO_UNITS_VARIANT if s in c.index else messages.NO_UNITS_CONTROL
-            rows.append(empty_row({**base, "segment": s}, msg))
+            fits.rows.append(empty_row({**base, "segment": s}, msg))
         c, t = c.loc[segs], t.loc[segs]
         kind = c["kind"].iloc[0] if len(c) else "mean"
         lik = likelihood if likelihood != "auto" else ("binomial" if kind == "proportion" else "normal")
@@ -164,7 +158,7 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
             if difference == "relative":
                 bad = np.where((bad == "") & (mc == 0), messages.ZERO_BASELINE, bad)
         for j in np.flatnonzero(bad != ""):
-            rows.append(empty_row({**base, "segment": segs[j]}, str(bad[j])))
+            fits.rows.append(empty_row({**base, "segment": segs[j]}, str(bad[j])))
         ok = np.flatnonzero(bad == "")
         if ok.size == 0:
             continue
@@ -174,24 +168,18 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
                                                           priors)
         if prior_only:
             return sampling.prior_draws(model_kind, len(ok), data, prior_draws, seed, "segment", names)
-        idata, used = sampling.sample(model_kind, len(ok), data, cfg, seed)
-        idata = sampling.relabel(idata, "segment", names)
-        samplers.append(used)
-        d = diagnose(idata, max_r_hat=cfg.max_r_hat, min_ess=cfg.min_ess)
-        key = (metric, dim, variant)
-        idatas[key] = idata
-        diags.append(fit_record(key, used, d))
+        idata, diag_cols = fits.sample((metric, dim, variant), model_kind, data, seed, "segment",
+                                       names)
         for pname in ("mu", "tau"):
             x = posterior_draws(idata, pname) * scale
             lo, hi = np.quantile(x, [alpha / 2, 1 - alpha / 2])
-            hyper.append({**base, "parameter": pname, "scale": scale_name.replace(" / control sd", ""),
+            fits.hyper.append({**base, "parameter": pname, "scale": scale_name.replace(" / control sd", ""),
                           "mean": float(x.mean()), "sd": float(x.std()), "ci_lower": float(lo),
                           "ci_upper": float(hi)})
-        diag_cols = fitted(d, used)
         if lik == "binomial":
             pc, pt = posterior_draws(idata, "p_control"), posterior_draws(idata, "p_variant")
             for i, s in enumerate(names):
-                rows.append({**base, "segment": s, **effect_stats(pc[:, i], pt[:, i], difference, alpha),
+                fits.rows.append({**base, "segment": s, **effect_stats(pc[:, i], pt[:, i], difference, alpha),
                              **diag_cols})
             row = effect_stats(pc @ weights, pt @ weights, difference, alpha)
         else:
@@ -200,15 +188,14 @@ def fit(stats, control, metrics, dimensions, difference, alpha, likelihood, prio
                 j = ok[i]
                 st = effect_stats(np.zeros(1), th[:, i], "absolute", alpha)
                 st.update(control_mean=float(mc[j]), variant_mean=float(mt[j]))
-                rows.append({**base, "segment": s, **st, **diag_cols})
+                fits.rows.append({**base, "segment": s, **st, **diag_cols})
             # Population effect: segments weighted by units (and, for the lift, control means).
             w = weights * (mc[ok] if difference == "relative" else 1.0)
             st = effect_stats(np.zeros(1), th @ (w / w.sum()), "absolute", alpha)
             st.update(control_mean=float(np.sum(weights * mc[ok])), variant_mean=float(np.sum(weights * mt[ok])))
             row = st
-        rows.append({**base, "segment": OVERALL, **row, **diag_cols})
-    return finish("hierarchical", rows, ["dimension", "segment"], idatas, diags, hyper, difference,
-                  alpha, priors, samplers)
+        fits.rows.append({**base, "segment": OVERALL, **row, **diag_cols})
+    return fits.finish("hierarchical", ["dimension", "segment"], difference, alpha, priors)
 
 
 def _model_data(c, t, ok, lik, eff, se, difference, priors):

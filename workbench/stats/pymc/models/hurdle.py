@@ -7,24 +7,9 @@ import pandas as pd
 from workbench import messages
 from workbench.errors import StatsInputError
 from workbench.stats.pymc import sampling
-from workbench.stats.pymc.diagnostics import diagnose
-from workbench.stats.pymc.models.inputs import (
-    check_args,
-    check_table,
-    control_first,
-    select_metrics,
-)
+from workbench.stats.pymc.models.inputs import arm_blocks, arm_problems
 from workbench.stats.pymc.priors import HurdlePriors
-from workbench.stats.pymc.result import (
-    BayesResult,
-    effect_stats,
-    empty_row,
-    finish,
-    fit_record,
-    fitted,
-    posterior_draws,
-)
-from workbench.stats.schema import GROUP_COLUMNS
+from workbench.stats.pymc.result import BayesResult, Fits, effect_stats, empty_row, posterior_draws
 
 __all__ = ["revenue_hurdle"]
 
@@ -79,12 +64,7 @@ def prep(block: pd.DataFrame, priors: HurdlePriors):
         r = block.iloc[bad_rows[0]]
         raise StatsInputError(f"metric {r['metric']!r}, variant {r['variant']!r}: 'positive_n' "
                               f"must be an integer in [0, n], got {r['positive_n']} (n={r['n']})")
-    bad = ["" for _ in range(len(block))]
-    for j in range(len(block)):
-        if n[j] == 0:
-            bad[j] = messages.NO_UNITS_CONTROL if j == 0 else messages.NO_UNITS_VARIANT
-        elif pos[j] < 2:
-            bad[j] = messages.TOO_FEW_UNITS
+    bad = arm_problems(n, (pos < 2, messages.TOO_FEW_UNITS))
     error = bad[0]
     ok = np.array([not b for b in bad])
     m = np.where(ok, pos, 2.0)
@@ -109,40 +89,27 @@ def fit(stats, control, metrics, difference, alpha, priors, cfg, prior_only=Fals
         prior_draws=500):
     """Fit every metric x grouping block (or, ``prior_only``, return the prior predictive draws
     of the first block)."""
-    check_args(difference, alpha)
-    frame = check_table(stats, control, LOG_COLUMNS)
-    frame = select_metrics(frame, metrics, ("mean",), "revenue_hurdle")
-    group_cols = [c for c in GROUP_COLUMNS if c in frame.columns]
-    blocks = list(frame.groupby(["metric", *group_cols], sort=False, dropna=False))
-    seeds = sampling.seeds(cfg.random_seed, len(blocks))
-    rows, idatas, diags, samplers = [], {}, [], []
-    for (key, block), seed in zip(blocks, seeds):
-        key = key if isinstance(key, tuple) else (key,)
-        base = {"metric": key[0], **dict(zip(group_cols, key[1:]))}
-        block = control_first(block, control, base)
+    group_cols, blocks = arm_blocks(stats, control, metrics, difference, alpha, ("mean",),
+                                    LOG_COLUMNS, "revenue_hurdle", cfg.random_seed)
+    fits = Fits(cfg)
+    for key, base, block, seed in blocks:
         data, bad, error = prep(block, priors)
         names = list(block["variant"])
         if prior_only:
             return sampling.prior_draws("hurdle", len(names), data, prior_draws, seed, "arm",
                                         names)
         if error:
-            rows += [empty_row({**base, "variant": v}, error) for v in names[1:]]
+            fits.rows += [empty_row({**base, "variant": v}, error) for v in names[1:]]
             continue
         # Arms too small to fit are left out of the model (not given placeholder data).
         keep = [j for j in range(len(names)) if not bad[j]]
         data, _, _ = prep(block.iloc[keep], priors)
-        idata, used = sampling.sample("hurdle", len(keep), data, cfg, seed)
-        idata = sampling.relabel(idata, "arm", [names[j] for j in keep])
-        samplers.append(used)
-        d = diagnose(idata, max_r_hat=cfg.max_r_hat, min_ess=cfg.min_ess)
-        idatas[key] = idata
-        diags.append(fit_record(key, used, d))
+        idata, diag_cols = fits.sample(key, "hurdle", data, seed, "arm", [names[j] for j in keep])
         rev = posterior_draws(idata, "revenue_per_user")
         for pos_in_model, j in enumerate(keep[1:], start=1):
-            rows.append({**base, "variant": names[j],
-                         **effect_stats(rev[:, 0], rev[:, pos_in_model], difference, alpha),
-                         **fitted(d, used)})
-        rows += [empty_row({**base, "variant": names[j]}, bad[j])
-                 for j in range(1, len(names)) if bad[j]]
-    return finish("revenue_hurdle", rows, group_cols, idatas, diags, [], difference, alpha, priors,
-                  samplers)
+            fits.rows.append({**base, "variant": names[j],
+                              **effect_stats(rev[:, 0], rev[:, pos_in_model], difference, alpha),
+                              **diag_cols})
+        fits.rows += [empty_row({**base, "variant": names[j]}, bad[j])
+                      for j in range(1, len(names)) if bad[j]]
+    return fits.finish("revenue_hurdle", group_cols, difference, alpha, priors)

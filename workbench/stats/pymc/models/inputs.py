@@ -1,10 +1,15 @@
 """Checks of the statistics table and arguments shared by the PyMC models."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
+from workbench import messages
 from workbench.errors import StatsInputError
+from workbench.stats.pymc import sampling
+from workbench.stats.schema import GROUP_COLUMNS
 
 DIFFERENCES = ("relative", "absolute")
 
@@ -48,14 +53,19 @@ def check_args(difference: str, alpha: float) -> None:
         raise StatsInputError(f"alpha must be in (0, 1), got {alpha!r}")
 
 
+def pick(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
+    """Rows whose ``column`` is one of ``values`` (a str or a list); raises naming any absent."""
+    values = [values] if isinstance(values, str) else list(values)
+    unknown = sorted(set(values) - set(frame[column]))
+    if unknown:
+        raise StatsInputError(f"{column}(s) {unknown} not in column {column!r}")
+    return frame[frame[column].isin(values)]
+
+
 def select_metrics(frame: pd.DataFrame, metrics, kinds: tuple[str, ...], model: str) -> pd.DataFrame:
     """Rows of the requested metrics (default: every metric of ``kinds``)."""
     if metrics is not None:
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = sorted(set(metrics) - set(frame["metric"]))
-        if unknown:
-            raise StatsInputError(f"metric(s) {unknown} not in column 'metric'")
-        frame = frame[frame["metric"].isin(metrics)]
+        frame = pick(frame, "metric", metrics)
         wrong = frame.loc[~frame["kind"].isin(kinds), "metric"].unique()
         if len(wrong):
             raise StatsInputError(f"the {model} model takes metrics of kind {kinds}; "
@@ -82,6 +92,43 @@ def control_first(block: pd.DataFrame, control: str, base: dict) -> pd.DataFrame
         raise StatsInputError(f"control variant {control!r} has no row for "
                               + ", ".join(f"{k}={v!r}" for k, v in base.items()))
     return pd.concat([block[block["variant"] == control], block[block["variant"] != control]])
+
+
+def arm_blocks(stats, control: str, metrics, difference: str, alpha: float,
+               kinds: tuple[str, ...], need: tuple[str, ...], model: str, random_seed):
+    """The checked arguments and table of a multi-arm model, cut into metric x grouping blocks.
+
+    Returns the grouping columns present and an iterator of ``(key, base, block, seed)``: the
+    block's key (metric, then grouping values), its identifying columns as a dict, its rows (one
+    per variant, the control's first; checked as each block is reached) and its sampler seed
+    (one per block, in table order, from ``random_seed``).
+    """
+    check_args(difference, alpha)
+    frame = check_table(stats, control, need)
+    frame = select_metrics(frame, metrics, kinds, model)
+    group_cols = [c for c in GROUP_COLUMNS if c in frame.columns]
+    blocks = list(frame.groupby(["metric", *group_cols], sort=False, dropna=False))
+    return group_cols, _arm_blocks(blocks, group_cols, control, sampling.seeds(random_seed,
+                                                                                len(blocks)))
+
+
+def _arm_blocks(blocks, group_cols, control, seeds) -> Iterator[tuple]:
+    for (key, block), seed in zip(blocks, seeds):
+        key = key if isinstance(key, tuple) else (key,)
+        base = {"metric": key[0], **dict(zip(group_cols, key[1:]))}
+        yield key, base, control_first(block, control, base), seed
+
+
+def arm_problems(n, *checks) -> list[str]:
+    """Per arm (control first), why it cannot be fitted, '' if it can: no units, else the message
+    of the first ``(mask, message)`` of ``checks`` whose mask holds for it."""
+    bad = ["" for _ in range(len(n))]
+    for j in range(len(n)):
+        if n[j] == 0:
+            bad[j] = messages.NO_UNITS_CONTROL if j == 0 else messages.NO_UNITS_VARIANT
+        else:
+            bad[j] = next((msg for mask, msg in checks if mask[j]), "")
+    return bad
 
 
 def variance(frame: pd.DataFrame) -> np.ndarray:

@@ -7,25 +7,9 @@ import pandas as pd
 from workbench import messages
 from workbench.errors import StatsInputError
 from workbench.stats.pymc import sampling
-from workbench.stats.pymc.diagnostics import diagnose
-from workbench.stats.pymc.models.inputs import (
-    check_args,
-    check_table,
-    control_first,
-    select_metrics,
-    variance,
-)
+from workbench.stats.pymc.models.inputs import arm_blocks, arm_problems, variance
 from workbench.stats.pymc.priors import BetaPrior, NormalPrior
-from workbench.stats.pymc.result import (
-    BayesResult,
-    effect_stats,
-    empty_row,
-    finish,
-    fit_record,
-    fitted,
-    posterior_draws,
-)
-from workbench.stats.schema import GROUP_COLUMNS
+from workbench.stats.pymc.result import BayesResult, Fits, effect_stats, empty_row, posterior_draws
 
 __all__ = ["beta_binomial", "gaussian"]
 
@@ -37,17 +21,10 @@ def fit(model_name, stats, control, metrics, difference, alpha, prior, cfg, kind
         extract, *, prior_only=False, prior_draws=500):
     """Fit ``model_name`` to every metric x grouping block (or, ``prior_only``, return the prior
     predictive draws of the first block)."""
-    check_args(difference, alpha)
-    frame = check_table(stats, control, need)
-    frame = select_metrics(frame, metrics, kinds, model_name)
-    group_cols = [c for c in GROUP_COLUMNS if c in frame.columns]
-    blocks = list(frame.groupby(["metric", *group_cols], sort=False, dropna=False))
-    seeds = sampling.seeds(cfg.random_seed, len(blocks))
-    rows, idatas, diags, samplers = [], {}, [], []
-    for (key, block), seed in zip(blocks, seeds):
-        key = key if isinstance(key, tuple) else (key,)
-        base = {"metric": key[0], **dict(zip(group_cols, key[1:]))}
-        block = control_first(block, control, base)
+    group_cols, blocks = arm_blocks(stats, control, metrics, difference, alpha, kinds, need,
+                                    model_name, cfg.random_seed)
+    fits = Fits(cfg)
+    for key, base, block, seed in blocks:
         names = list(block["variant"])
         data, bad, block_error = prep(block, prior, difference)
         meta = {k: data.pop(k) for k in [k for k in data if k.startswith("_")]}
@@ -55,24 +32,18 @@ def fit(model_name, stats, control, metrics, difference, alpha, prior, cfg, kind
             return sampling.prior_draws(model_name, len(names), data, prior_draws, seed, "arm",
                                         names)
         if block_error:
-            rows += [empty_row({**base, "variant": v}, block_error) for v in names[1:]]
+            fits.rows += [empty_row({**base, "variant": v}, block_error) for v in names[1:]]
             continue
-        idata, used = sampling.sample(model_name, len(names), data, cfg, seed)
-        idata = sampling.relabel(idata, "arm", names)
-        samplers.append(used)
-        d = diagnose(idata, max_r_hat=cfg.max_r_hat, min_ess=cfg.min_ess)
-        idatas[key] = idata
-        diags.append(fit_record(key, used, d))
+        idata, diag_cols = fits.sample(key, model_name, data, seed, "arm", names)
         arms = extract(idata, meta)  # (draws, arms)
         for j, v in enumerate(names[1:], start=1):
             if bad[j]:
-                rows.append(empty_row({**base, "variant": v}, bad[j]))
+                fits.rows.append(empty_row({**base, "variant": v}, bad[j]))
                 continue
-            rows.append({**base, "variant": v,
-                         **effect_stats(arms[:, 0], arms[:, j], difference, alpha),
-                         **fitted(d, used)})
-    return finish(model_name, rows, group_cols, idatas, diags, [], difference, alpha, prior,
-                  samplers)
+            fits.rows.append({**base, "variant": v,
+                              **effect_stats(arms[:, 0], arms[:, j], difference, alpha),
+                              **diag_cols})
+    return fits.finish(model_name, group_cols, difference, alpha, prior)
 
 
 def prep_beta(block: pd.DataFrame, prior: BetaPrior, difference: str):
@@ -103,14 +74,7 @@ def prep_gauss(block: pd.DataFrame, prior: NormalPrior, difference: str):
     """Model data (standardised), per-arm messages and a block-wide message of a Gaussian block."""
     n, s = block["n"].to_numpy(), block["sum"].to_numpy()
     var = variance(block)
-    bad = ["" for _ in range(len(block))]
-    for j in range(len(block)):
-        if n[j] == 0:
-            bad[j] = messages.NO_UNITS_CONTROL if j == 0 else messages.NO_UNITS_VARIANT
-        elif n[j] < 2:
-            bad[j] = messages.TOO_FEW_UNITS
-        elif var[j] == 0:
-            bad[j] = messages.ZERO_VARIANCE
+    bad = arm_problems(n, (n < 2, messages.TOO_FEW_UNITS), (var == 0, messages.ZERO_VARIANCE))
     error = bad[0]
     ok = np.array([not b for b in bad])
     with np.errstate(divide="ignore", invalid="ignore"):
