@@ -71,6 +71,8 @@ def test_aware_timestamps_shift_the_window_as_utc(tmp_path):
                                                  ts("2026-06-01 13:00")],
                       "type": ["buy", "buy", "buy"]})
     with duckdb.connect(str(path)) as con:
+        con.register("a", a)
+        con.register("e", e)
         con.execute("CREATE TABLE assignments AS SELECT * FROM a")
         con.execute("CREATE TABLE events AS SELECT * FROM e")
     metrics = {"metrics": [{"name": "bought", "kind": "mean", "event_type": "buy"}]}

@@ -10,7 +10,6 @@ import shutil
 import warnings
 
 import duckdb
-import pytest
 import yaml
 
 from workbench.metrics.definition import SAMPLE_METRICS
