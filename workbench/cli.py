@@ -101,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
 def _readout_experiment(args: argparse.Namespace):
     """The experiment of ``workbench readout``: ``--units`` (a per-unit file) or an event log."""
     from workbench.errors import ParameterError
-    from workbench.readout.plan import open_experiment
+    from workbench.readout.sections import open_experiment
 
     if args.units is not None:
         if args.source is not None:

@@ -16,7 +16,7 @@ import workbench as wb
 from workbench.cli import main
 from workbench.data.sample import OTHER_COLUMNS, OTHER_METRICS
 from workbench.errors import MetricDefinitionError, ParameterError, SchemaError
-from workbench.readout.plan import open_experiment, plan_sections
+from workbench.readout.sections import open_experiment, plan_sections
 
 
 def _means(per: pd.DataFrame, variant: str = "variant") -> pd.DataFrame:
