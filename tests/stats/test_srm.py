@@ -66,3 +66,14 @@ def test_the_engine_uses_the_same_test():
     got = res.set_index("segment")["srm_p_value"]
     assert got["x"] == pytest.approx(srm({"control": 1000, "b": 1100}).p_value, rel=1e-12)
     assert got["y"] == pytest.approx(st.chisquare([500, 420]).pvalue, rel=1e-10)
+
+
+def test_srm_matches_chisquare_and_flags_mismatch():
+    r = srm({"control": 5000, "a": 5100, "b": 4900}, {"control": 1, "a": 1, "b": 1})
+    ref = st.chisquare([5000, 5100, 4900])
+    assert r.p_value == pytest.approx(ref.pvalue, rel=1e-12) and not r.flagged and r.message == ""
+    r = srm({"control": 5000, "a": 5600}, {"control": 0.5, "a": 0.5})
+    assert r.flagged and r.p_value < 1e-3 and "sample ratio mismatch" in r.message
+    r = srm({"control": 2000, "a": 1000}, {"control": 2 / 3, "a": 1 / 3})
+    assert r.p_value == pytest.approx(1.0) and not r.flagged
+    assert "SRM" in r.summary() and len(r.to_frame()) == 2
