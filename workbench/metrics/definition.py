@@ -447,6 +447,22 @@ def ratio(numerator: str, denominator: str, cuped: tuple[str, str] | None = None
         higher_is_better=higher_is_better, description=description))
 
 
+def _read_yaml(source: Any) -> Any:
+    """A metrics YAML file parsed (a path), or ``source`` itself (anything else)."""
+    import yaml
+
+    if not isinstance(source, str | Path):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise MetricDefinitionError(f"metrics file {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MetricDefinitionError(f"metrics file {str(path)!r} is not valid YAML: {exc}") \
+            from exc
+
+
 def load_metrics(source: str | Path | Mapping | Iterable | None = None) -> list[MetricDefinition]:
     """Read metric definitions.
 
@@ -461,19 +477,9 @@ def load_metrics(source: str | Path | Mapping | Iterable | None = None) -> list[
     MetricDefinitionError
         Naming the metric and the field at fault.
     """
-    import yaml
-
     if source is None:
         source = SAMPLE_METRICS
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.exists():
-            raise MetricDefinitionError(f"metrics file {str(path)!r} does not exist")
-        try:
-            source = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise MetricDefinitionError(f"metrics file {str(path)!r} is not valid YAML: {exc}") \
-                from exc
+    source = _read_yaml(source)
     defaults: Mapping = {}
     if isinstance(source, Mapping):
         defaults = source.get("defaults") or {}
@@ -512,19 +518,9 @@ def load_columns(source: Any = None) -> dict[str, str]:
     MetricDefinitionError
         Naming the key at fault.
     """
-    import yaml
-
     from workbench.data.schema import TABLES
 
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.exists():
-            raise MetricDefinitionError(f"metrics file {str(path)!r} does not exist")
-        try:
-            source = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise MetricDefinitionError(f"metrics file {str(path)!r} is not valid YAML: {exc}") \
-                from exc
+    source = _read_yaml(source)
     if not isinstance(source, Mapping):
         return {}
     if "metrics" in source or "columns" in source:
