@@ -380,13 +380,52 @@ def _plan_from_table(checks: _Checks, eid: str, plan: pd.DataFrame) -> _Plan | N
                  pd.Timestamp(plan["end_date"].max()).date())
 
 
+def _srm_row(checks: _Checks, table: str, column: str, eid: str, observed: pd.Series,
+             weights: dict, srm_threshold: float, *,
+             impossible: str) -> tuple[list[dict], float | None]:
+    """The ``srm`` check of one experiment, through THE SRM (:func:`workbench.stats.srm.srm`).
+
+    ``observed`` holds the units per planned variant (in plan order), ``weights`` the plan.
+    Returns the per-variant count rows and the p-value (None when no test was possible).
+    """
+    from workbench.stats.srm import srm
+
+    known = list(observed.index)
+    result = srm(observed, weights, srm_threshold) if any(w > 0 for w in weights.values()) \
+        else None
+    counts = [{"experiment_id": eid, "variant": v, "planned_weight": float(r.planned_weight),
+               "units": int(r.units), "expected_units": float(r.expected),
+               "share": float(r.observed_share)}
+              for v, r in zip(known, result.table.itertuples())] if result is not None else []
+    n = int(observed.sum())
+    if result is None or pd.isna(result.p_value):
+        if n == 0:
+            checks.add(SRM, table, column, ERROR, 0, float("nan"),
+                       f"SRM test impossible: {impossible}")
+        else:
+            checks.add(SRM, table, column, OK, 0, float("nan"),
+                       "SRM test not applicable: fewer than 2 variants with a planned weight")
+        return counts, None
+    p = float(result.p_value)
+    tab = result.table.set_index("variant")
+    # Units that would have to move to match the plan (half the total absolute deviation).
+    moved = int(round(float((tab.units - tab.expected).abs().sum() / 2)))
+    detail = ", ".join(f"{v} {int(tab.units[v]):,} (expected {tab.expected[v]:,.0f})"
+                       for v in known)
+    head = (f"{result.message}; " if result.message and p == 0 else
+            f"sample ratio mismatch: chi-square p = {p:.3g} < {srm_threshold:g}; "
+            if result.flagged else f"no sample ratio mismatch (p = {p:.3g}); ")
+    checks.add(SRM, table, column, ERROR if result.flagged else OK, moved, moved / n,
+               head + detail, p_value=p)
+    return counts, p
+
+
 def _check_assignments(checks: _Checks, plan: _Plan, assignments, events=None, users=None,
                        units=None, *, usable: dict, srm_threshold: float,
                        crossover_threshold: float) -> tuple[float | None, list[dict]]:
     """Assignment-level checks of one experiment; returns the SRM p-value and the counts."""
     import ibis
 
-    from workbench.stats.srm import srm
 
     eid, known = plan.experiment_id, list(plan.variants)
     start_ts = dt.datetime.combine(plan.start_date, dt.time())
@@ -450,31 +489,9 @@ def _check_assignments(checks: _Checks, plan: _Plan, assignments, events=None, u
     planned_units = units.filter(units.variant.isin(known))
     observed = execute(planned_units.group_by("variant").aggregate(units=planned_units.count()))
     observed = observed.set_index("variant")["units"].reindex(known).fillna(0).astype(int)
-    result = srm(observed, dict(zip(known, plan.weights)), srm_threshold) \
-        if sum(w > 0 for w in plan.weights) else None
-    n_single = int(observed.sum())
-    counts = [{"experiment_id": eid, "variant": v, "planned_weight": float(r.planned_weight),
-               "units": int(r.units), "expected_units": float(r.expected),
-               "share": float(r.observed_share)}
-              for v, r in zip(known, result.table.itertuples())] if result is not None else []
-    p_value = None if result is None or pd.isna(result.p_value) else float(result.p_value)
-    if p_value is not None:
-        table = result.table.set_index("variant")
-        # Units that would have to move to match the plan (half the total absolute deviation).
-        misallocated = int(round(float((table.units - table.expected).abs().sum() / 2)))
-        detail = ", ".join(f"{v} {int(table.units[v]):,} (expected {table.expected[v]:,.0f})"
-                           for v in known)
-        checks.add(SRM, "assignments", "variant", ERROR if result.flagged else OK,
-                   misallocated, misallocated / n_single,
-                   (f"sample ratio mismatch: chi-square p = {p_value:.3g} < {srm_threshold:g}; "
-                    if result.flagged else f"no sample ratio mismatch (p = {p_value:.3g}); ")
-                   + detail, p_value=p_value)
-    elif n_single == 0:
-        checks.add(SRM, "assignments", "variant", ERROR, 0, float("nan"),
-                   "SRM test impossible: no unit is in exactly one planned variant")
-    else:
-        checks.add(SRM, "assignments", "variant", OK, 0, float("nan"),
-                   "SRM test not applicable: fewer than 2 variants with a planned weight")
+    counts, p_value = _srm_row(checks, "assignments", "variant", eid, observed,
+                               dict(zip(known, plan.weights)), srm_threshold,
+                               impossible="no unit is in exactly one planned variant")
 
     # Events between start_date and the unit's first exposure (the metric window starts at
     # assigned_at, so such events are dropped from metrics: exposure was likely logged late).
@@ -697,7 +714,6 @@ def check_units(table, window: Any, metrics: Sequence[Any], *, variant: str,
         What the plan took by default (control, split, time series): ``experiment`` rows
         with status ok, so the report states them.
     """
-    from workbench.stats.srm import srm
 
     require_unit_columns(table, metrics, variant=variant, unit=unit)
     checks = _Checks()
@@ -760,30 +776,9 @@ def check_units(table, window: Any, metrics: Sequence[Any], *, variant: str,
                f"(planned: {', '.join(known)})" if n_unknown else "every variant is planned")
     planned = observed.reindex(known).fillna(0).astype(int)
     weights = dict(zip(known, (float(w) for w in window.planned_weights)))
-    counts: list[dict] = []
-    p_values: dict = {}
-    if int(planned.sum()) == 0:
-        checks.add(SRM, name, variant, ERROR, 0, float("nan"),
-                   "SRM test impossible: no unit is in a planned variant")
-    elif len(known) < 2:
-        checks.add(SRM, name, variant, OK, 0, float("nan"),
-                   "SRM test not applicable: fewer than 2 planned variants")
-    else:
-        result = srm(planned, weights, srm_threshold)
-        tab = result.table.set_index("variant")
-        counts = [{"experiment_id": eid, "variant": v, "planned_weight": float(r.planned_weight),
-                   "units": int(r.units), "expected_units": float(r.expected),
-                   "share": float(r.observed_share)} for v, r in tab.iterrows()]
-        p = float(result.p_value)
-        p_values[eid] = p
-        moved = int(round(float((tab.units - tab.expected).abs().sum() / 2)))
-        detail = ", ".join(f"{v} {int(tab.units[v]):,} (expected {tab.expected[v]:,.0f})"
-                           for v in known)
-        head = (f"{result.message}; " if result.message and p == 0 else
-                f"sample ratio mismatch: chi-square p = {p:.3g} < {srm_threshold:g}; "
-                if result.flagged else f"no sample ratio mismatch (p = {p:.3g}); ")
-        checks.add(SRM, name, variant, ERROR if result.flagged else OK, moved,
-                   moved / int(planned.sum()), head + detail, p_value=p)
+    counts, p = _srm_row(checks, name, variant, eid, planned, weights, srm_threshold,
+                         impossible="no unit is in a planned variant")
+    p_values = {} if p is None else {eid: p}
     return _report(checks, f"{eid!r} (per-unit table)", (eid,), counts, p_values,
                    srm_threshold, CROSSOVER_THRESHOLD)
 
