@@ -33,8 +33,12 @@ BAYESIAN = "bayesian"
 REVENUE_HURDLE = "revenue_hurdle"
 HIERARCHICAL = "hierarchical"
 STATS = "stats"
+ARMS = "arms"
+ROBUSTNESS = "robustness"
+POWER = "power"
+SIMULATION = "simulation"
 TABLES = (RESULTS, SEGMENTS, HETEROGENEITY, TIMESERIES, VALIDATION, BAYESIAN, REVENUE_HURDLE,
-          HIERARCHICAL, STATS)
+          HIERARCHICAL, STATS, ARMS, ROBUSTNESS, POWER, SIMULATION)
 
 # The PyMC tables and the diagnostic columns their rows carry (workbench.stats.pymc).
 PYMC_TABLES = (REVENUE_HURDLE, HIERARCHICAL)
@@ -135,7 +139,10 @@ class ReadoutRecord:
         tables = {RESULTS: result.results, VALIDATION: result.validation.to_frame(),
                   STATS: result.stats}
         for name, frame in ((SEGMENTS, result.segments), (HETEROGENEITY, result.heterogeneity),
-                            (TIMESERIES, result.timeseries)):
+                            (TIMESERIES, result.timeseries),
+                            (ARMS, getattr(result, "arms", None)),
+                            (ROBUSTNESS, getattr(result, "robustness", None)),
+                            (POWER, getattr(result, "power", None))):
             if frame is not None and len(frame):
                 tables[name] = frame
         if bayesian is not None:

@@ -64,7 +64,20 @@ class AnalysisResult:
         What the readout excluded, ignored or kept, and why: one sentence per data-quality
         finding (:func:`workbench.readout.decision.data_notes`); shown by :meth:`summary` and
         kept in the record's notes.
-    """
+    reasons : dict
+        Variant -> the sentences that explain its decision (which metrics carried it, which
+        guardrails held, why it was or was not chosen over the other arms).
+    arms : DataFrame
+        Arm versus arm: every pair of treatment arms compared directly (difference with its
+        interval, chance to be best); empty with one treatment.
+    robustness : DataFrame
+        The decision re-evaluated under the other defensible analysis choices (one row per
+        choice, ``flips`` True where the decision changes); empty when not computed.
+    power : DataFrame
+        Mid-experiment power per metric x variant (power reached for the planned MDE, days
+        left); empty without a planned MDE.
+    rule : DecisionRule or None
+        The decision rule applied (:class:`workbench.readout.decision.DecisionRule`).
 
     experiment_id: str
     method: str
@@ -83,6 +96,11 @@ class AnalysisResult:
     segment_correction: str | None = "holm"
     correction: str | None = None
     notes: tuple = ()
+    reasons: dict = field(default_factory=dict)
+    arms: pd.DataFrame = field(default_factory=pd.DataFrame)
+    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
+    power: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rule: Any = None
 
     @property
     def srm_p_value(self) -> float:
