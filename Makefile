@@ -35,10 +35,8 @@ browser-deps: ## Debian chromium for the browser tests (apt-get, once)
 demo: setup ## generate the sample data and run the whole pipeline on it
 	$(BIN)/workbench sample-data
 	$(BIN)/workbench validate
-	$(BIN)/workbench run-jobs templates/demo_jobs.yml
-	@# publish the newest run of each demo job so `make serve` shows them to stakeholders
-	@for job in reports/*/*/; do run=$$(ls -d "$$job"*-*/ | sort | tail -n 1); \
-	  id=$$(basename "$$run"); $(BIN)/workbench publish "$${id##*-}"; done
+	@# --publish: the runs made here (and finished) are shown by `make serve`, no older ones
+	$(BIN)/workbench run-jobs templates/demo_jobs.yml --publish
 	@echo
 	@echo "Reports:   $(CURDIR)/reports/"
 	@echo "MLflow UI: make mlflow-ui   (http://127.0.0.1:5000)"

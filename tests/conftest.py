@@ -139,3 +139,22 @@ def other_experiment(tmp_path_factory):
     return {"path": root / "other.duckdb", "metrics": root / "metrics.yml",
             "units_csv": root / "units.csv", "units_metrics": root / "units.yml",
             "per_unit": per, "frames": frames}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium for the whole run (Playwright allows one sync session per
+    process, so every browser test shares this one)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("Debian chromium missing: run `make browser-deps`")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run"])
+        yield chromium
+        chromium.close()

@@ -205,8 +205,9 @@ def test_result_object_renders_and_plots():
     # one HTML row per column with its verdict, as in the table
     header, *rows = html_rows(result._repr_html_())
     shown = {r[0]: r[header.index("drifted")] for r in rows}
-    assert shown == {c: str(d) for c, d in zip(result.table["column"], result.table["drifted"])}
-    assert shown["shifted"] == "True"
+    assert shown == {c: "yes" if d else "no"
+                     for c, d in zip(result.table["column"], result.table["drifted"])}
+    assert shown["shifted"] == "yes"
     assert result.verdicts()["shifted"] is True
     ax = result.plot()
     assert len(ax.patches) == 3
@@ -221,3 +222,28 @@ def test_model_dataset_verdicts_equal_evidentlys():
     ours, table = _compare_with_evidently(ref, cur)
     assert "'video_ads'" in table.loc["channel", "message"]      # the generator's unseen channel
     assert bool(table.loc["device", "drifted"]) or bool(table.loc["sessions_30d", "drifted"])
+
+
+@pytest.mark.browser
+def test_embedded_report_is_shown_at_its_full_height(tmp_path, browser):
+    """In a real browser, a static page (as report.html): the frame grows to its content,
+    including content drawn after load (Evidently's React app), never the default 150 px."""
+    from workbench.drift import embed_html
+
+    document = ("<!DOCTYPE html><html><body><div style='height: 2500px'>tall</div>"
+                "<script>setTimeout(function () { var d = document.createElement('div');"
+                " d.style.height = '1000px'; document.body.appendChild(d); }, 300);</script>"
+                "</body></html>")
+    page_file = tmp_path / "page.html"
+    page_file.write_text(f"<html><body><h1>Report</h1>{embed_html(document, 'x', 600)}"
+                         "</body></html>")
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        page.wait_for_timeout(1500)
+        height = page.evaluate("document.querySelector('iframe')"
+                               ".getBoundingClientRect().height")
+    finally:
+        context.close()
+    assert height >= 3500  # 2,500 px at load and 1,000 px drawn later, not 600 nor 150

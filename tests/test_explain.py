@@ -124,3 +124,39 @@ def test_explanation_object_and_plots():
     for kind in ("bar", "beeswarm", "dependence"):
         assert e.plot(kind) is not None
     assert e.plot("dependence", feature="dev") is not None
+
+
+def _comparison_run(reports, stamp, best, status="FINISHED", **parameters):
+    import json
+
+    run_id = stamp.replace("T", "").ljust(32, "a")
+    folder = reports / "model_experiment" / "conversion_model" / f"2026120{stamp}Z-{run_id[:8]}"
+    folder.mkdir(parents=True)
+    params = {"task": "conversion_model", "source": None, "table": "model_data",
+              "target": "label", **parameters}
+    (folder / "run.json").write_text(json.dumps({
+        "run_id": run_id, "template": "model_experiment", "status": status,
+        "started_at": f"2026-12-0{stamp[0]}T{stamp[2:4]}:{stamp[4:6]}:00Z", "parameters": params,
+        "summary": {"best_model": best}, "metrics": {f"{best}.roc_auc": 0.77821}}))
+    return run_id
+
+
+def test_choose_model_explains_the_comparisons_winner_and_says_why(tmp_path):
+    from workbench.explain import choose_model
+
+    reports = tmp_path / "reports"
+    assert choose_model("conversion_model", reports_dir=reports).model is None  # none yet
+    old = _comparison_run(reports, "1T100000", "xgboost")
+    new = _comparison_run(reports, "2T100000", "logistic_regression")
+    _comparison_run(reports, "2T110000", "hist_gradient_boosting", status="FAILED")
+    _comparison_run(reports, "2T120000", "hist_gradient_boosting", table="other_table")
+    choice = choose_model("conversion_model", table="model_data", target="label",
+                          reports_dir=reports)
+    assert choice.model == "logistic_regression" and choice.best == "logistic_regression"
+    assert choice.reason.startswith("logistic_regression: the best model (roc auc 0.7782)")
+    assert new[:8] in choice.reason and old[:8] not in choice.reason
+    assert repr(choice) == choice.reason and "Model explained." in choice._repr_html_()
+    forced = choose_model("conversion_model", "xgboost", table="model_data", reports_dir=reports)
+    assert forced.model == "xgboost" and "logistic_regression is the best model" in forced.reason
+    other = choose_model("conversion_model", table="third_table", reports_dir=reports)
+    assert other.model is None and "compared here" in other.reason

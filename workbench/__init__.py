@@ -18,7 +18,7 @@ def __getattr__(name: str):
         from workbench.readout.experiment import Experiment
 
         return Experiment
-    if name in ("mean", "proportion", "ratio"):  # per-unit metrics (Experiment.from_units)
+    if name in ("mean", "proportion", "ratio", "quantile"):  # per-unit metrics (Experiment.from_units)
         from workbench.metrics import definition
 
         return getattr(definition, name)

@@ -76,7 +76,8 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ParameterError(f"--output {str(out)!r}: expected a .csv or .json file")
     result = analyze(frame, control=args.control, method=args.method, alpha=args.alpha,
                      difference=args.difference, correction=args.correction,
-                     alternative=args.alternative, sequential_tuning=args.sequential_tuning)
+                     alternative=args.alternative, sequential_tuning=args.sequential_tuning,
+                     exact=args.exact)
     table = result.to_frame()
     if table.empty:  # only the control's rows: say so, not pandas' "Empty DataFrame"
         raise DataError(f"{str(path)!r}: nothing to compare: every row is of the control "
@@ -131,12 +132,21 @@ def _readout(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix not in (".parquet", ".csv", ".json"):
         raise ParameterError(f"--output must end in .parquet, .csv or .json: {out}")
+    from workbench.readout.decision import DecisionRule
+
+    weights = None
+    if args.weight:
+        try:
+            weights = {m: float(w) for m, w in args.weight}
+        except ValueError:
+            raise ParameterError(f"--weight: weights must be numbers, got {args.weight}") from None
+    rule = DecisionRule(primary=args.primary, guardrails=args.guardrail, weights=weights)
     exp = _readout_experiment(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the printed report says it all
         result = exp.analyze(method=args.method, segments=list(args.segments or []),
                              correction=args.correction, alpha=args.alpha,
-                             difference=args.difference)
+                             difference=args.difference, rule=rule)
     print(str(result.validation.summary()).splitlines()[0])
     for note in exp.notes:
         print(f"note: {note}")
@@ -197,7 +207,29 @@ def _run_jobs(args: argparse.Namespace) -> int:
         print(line)
         if r.get("message"):
             print(f"          {r['message']}")
-    return runner.jobs_exit_code(results)
+    code = runner.jobs_exit_code(results)
+    if args.publish:
+        code = max(code, _publish_results(results))
+    return code
+
+
+def _publish_results(results: list[dict]) -> int:
+    """``run-jobs --publish``: publish the runs these jobs made that finished and reached
+    MLflow (never older runs under reports/, never a failed one)."""
+    from workbench.dashboards import catalogue
+
+    code = EXIT_OK
+    for r in results:
+        if r.get("status") != "FINISHED" or not r.get("synced") or not r.get("mlflow_run_id"):
+            continue
+        try:
+            catalogue.publish(r["mlflow_run_id"])
+        except WorkbenchError as exc:
+            print(f"workbench run-jobs: not published: {exc}", file=sys.stderr)
+            code = EXIT_FAILED
+            continue
+        print(f"published run {r['mlflow_run_id']}  {r['template']}/{r.get('name') or ''}")
+    return code
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -277,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alternative", default="two-sided", choices=["two-sided", "greater", "less"])
     p.add_argument("--sequential-tuning", type=float, default=5000,
                    help="expected sample size (both arms) for --method sequential")
+    p.add_argument("--exact", default=None, choices=["auto", "fisher", "barnard", "boschloo"],
+                   help="exact tests of proportions (frequentist); margins: columns margin, "
+                        "margin_scale, margin_kind, higher_is_better of the statistics file")
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("readout", help="full experiment readout from raw data, in the engine")
@@ -300,6 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--difference", default="relative", choices=["relative", "absolute"])
     p.add_argument("--output", default=None, help="parquet/CSV/JSON output")
+    p.add_argument("--primary", nargs="+", default=None, metavar="METRIC",
+                   help="decision rule: the metrics that must improve (default: role primary)")
+    p.add_argument("--guardrail", nargs="+", default=None, metavar="METRIC",
+                   help="decision rule: the metrics that must not be harmed (default: role "
+                        "guardrail)")
+    p.add_argument("--weight", nargs=2, action="append", default=None,
+                   metavar=("METRIC", "WEIGHT"),
+                   help="decision rule: an overall evaluation criterion, the weighted sum of "
+                        "lifts (repeatable; replaces --primary as the criterion)")
     p.set_defaults(func=_readout)
 
     p = sub.add_parser("run", help="run a template notebook with papermill, logged to MLflow")
@@ -316,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("jobs", help="jobs YAML file")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--publish", action="store_true",
+                   help="publish the runs that finished (for the dashboards)")
     p.set_defaults(func=_run_jobs)
 
     p = sub.add_parser("sync", help="log runs recorded while MLflow was unreachable")

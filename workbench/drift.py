@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from workbench import format as fmt
 from workbench import messages
 from workbench.errors import DataError
 from workbench.summary import Summary
@@ -349,25 +350,45 @@ class DriftResult:
         t = self.table[self.table["drifted"].notna()]
         return {c: bool(d) for c, d in zip(t["column"], t["drifted"])}
 
-    def headline(self) -> str:
+    def verdict(self) -> str:
+        """The dataset verdict in words: ``Dataset drift: no (3 of 12 columns drifted, share
+        0.25 < 0.5)``."""
         if self.n_columns == 0:
             return "Dataset drift: not assessed (no column could be compared)"
-        return (f"Dataset drift: {'YES' if self.dataset_drift else 'no'} - {self.n_drifted} of "
-                f"{self.n_columns} columns drifted ({self.share_drifted:.0%}; threshold "
-                f"{self.drift_share:.0%}) on {self.n_reference:,} reference and "
-                f"{self.n_current:,} current rows")
+        word = "columns" if self.n_columns != 1 else "column"
+        sign = ">=" if self.dataset_drift else "<"
+        return (f"Dataset drift: {'yes' if self.dataset_drift else 'no'} ({self.n_drifted} of "
+                f"{self.n_columns} {word} drifted, share {fmt.number(self.share_drifted, 2)} "
+                f"{sign} {fmt.number(self.drift_share, 2)})")
+
+    def headline(self) -> str:
+        """:meth:`verdict` and the rows compared."""
+        if self.n_columns == 0:
+            return self.verdict()
+        return (f"{self.verdict()} on {fmt.count(self.n_reference)} reference and "
+                f"{fmt.count(self.n_current)} current rows")
 
     def _display_frame(self) -> pd.DataFrame:
-        cols = ["column", "type", "method", "statistic", "threshold", "drifted", "status", "message"]
-        return self.table[cols]
+        """The per-column table as people read it: p-values by ``fmt.p_value``, distances by
+        ``fmt.number``, verdicts in words."""
+        t = self.table
+        statistic = [fmt.p_value(v) if m in P_VALUE_METHODS else fmt.number(v)
+                     for v, m in zip(t["statistic"], t["method"])]
+        drifted = ["not computed" if pd.isna(d) else "yes" if d else "no" for d in t["drifted"]]
+        return pd.DataFrame({
+            "column": t["column"].to_numpy(), "type": t["type"].fillna("").to_numpy(),
+            "method": t["method"].fillna("").to_numpy(), "statistic": statistic,
+            "threshold": [fmt.number(v) for v in t["threshold"]], "drifted": drifted,
+            "status": t["status"].to_numpy(), "message": t["message"].fillna("").to_numpy()})
 
     def summary(self) -> Summary:
         """The dataset verdict and the per-column table, as text and HTML."""
+        frame = self._display_frame()
         with pd.option_context("display.max_colwidth", 70, "display.width", 200):
-            text = self.headline() + "\n" + self._display_frame().to_string(index=False)
+            text = self.headline() + "\n" + frame.to_string(index=False)
         html_text = (f"<p><b>{html.escape(self.headline())}</b></p>"
-                     + self._display_frame().to_html(index=False,
-                                                     float_format=lambda v: f"{v:.4g}"))
+                     f"<p>Drift per column (Evidently's default method and threshold):</p>"
+                     + frame.to_html(index=False, border=0))
         return Summary(text, html_text)
 
     def _repr_html_(self) -> str:
@@ -483,7 +504,71 @@ class EvidentlyReport:
         return snapshot_verdicts(self.snapshot)
 
     def _repr_html_(self) -> str:
-        return f"<p>{self.note}</p>" + self.snapshot.get_html_str(as_iframe=True)
+        return (f"<p>{html.escape(self.note)}</p>"
+                + embed_html(self.snapshot.get_html_str(as_iframe=False),
+                             title="Evidently data drift report",
+                             height=_report_height(len(self.columns))))
+
+
+# ----------------------------------------------------------------------------- embedding
+# Runs inside the embedded document (a srcdoc iframe has its parent's origin): the frame
+# follows the height of its content as Evidently's React app draws it and as rows expand.
+# Evidently's own iframe HTML looks for its iframe before the browser has parsed it (a static
+# page such as report.html), so the frame keeps the browser's default 150 px.
+_FIT_SCRIPT = """<script>
+(function () {
+  var frame = window.frameElement;
+  if (!frame) { return; }
+  function fit() {
+    var body = document.body, root = document.documentElement;
+    var height = Math.max(body ? body.scrollHeight : 0, body ? body.offsetHeight : 0,
+                          root.offsetHeight);
+    if (height > 0) { frame.style.height = (height + 16) + "px"; }
+  }
+  if (window.ResizeObserver) {
+    var observer = new ResizeObserver(fit);
+    observer.observe(document.documentElement);
+    if (document.body) { observer.observe(document.body); }
+  }
+  if (window.MutationObserver) {
+    new MutationObserver(fit).observe(document.documentElement,
+                                      {childList: true, subtree: true, attributes: true});
+  }
+  window.addEventListener("load", fit);
+  document.addEventListener("click", function () { setTimeout(fit, 100); });
+  fit();
+})();
+</script>"""
+EMBED_CLASS = "workbench-embed"  # what a report test looks for
+
+
+def _report_height(n_columns: int) -> int:
+    """Initial height (px) of an embedded drift report before its script sizes it: the
+    summary plus one row per column, so that even without scripts little is clipped."""
+    return int(max(600, 320 + 56 * n_columns))
+
+
+def embed_html(document: str, title: str = "", height: int = 800) -> str:
+    """A complete HTML document (an Evidently report) embedded at the height of its content.
+
+    The document goes in an iframe's ``srcdoc`` (its styles and scripts stay apart from the
+    page's) with a script that sizes the frame to the content and follows it.
+
+    Parameters
+    ----------
+    document : str
+        The HTML page.
+    title : str
+        The frame's accessible title.
+    height : int
+        Initial height in px (before the script runs; all of it where scripts do not run).
+    """
+    marker = document.lower().rfind("</body>")
+    page = (document[:marker] + _FIT_SCRIPT + document[marker:] if marker >= 0
+            else document + _FIT_SCRIPT)
+    return (f'<iframe class="{EMBED_CLASS}" title="{html.escape(title)}" '
+            f'style="width: 100%; height: {int(height)}px; border: 0;" '
+            f'srcdoc="{html.escape(page, quote=True)}"></iframe>')
 
 
 def snapshot_verdicts(snapshot) -> pd.DataFrame:

@@ -16,12 +16,14 @@ treatment effect.
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench import format as fmt
 from workbench.errors import ModelError
 from workbench.summary import Summary
 
@@ -86,7 +88,10 @@ class Explanation:
         with pd.option_context("display.width", 200, "display.precision", 4):
             text = self.headline() + "\n" + self.importance().to_string(index=False)
         html_text = (f"<p><b>{html.escape(self.headline())}</b></p>"
-                     + self.importance().to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+                     + fmt.table_html(self.importance(), title=(
+                         f"{self.title or 'Feature importance'}: mean |SHAP value| per feature "
+                         f"({self.output_space}), mean signed value, share of the total"),
+                         formats={"share": fmt.percent}))
         return Summary(text, html_text)
 
     def _repr_html_(self) -> str:
@@ -109,6 +114,103 @@ class Explanation:
             return plots.plot_dependence(self, feature or self.importance()["feature"].iloc[0],
                                          ax=ax)
         raise ValueError(f"plot: kind must be 'bar', 'beeswarm' or 'dependence', got {kind!r}")
+
+
+# -------------------------------------------------------------------------- which model
+
+
+MODEL_EXPERIMENT = "model_experiment"  # the template whose winner is explained by default
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model an explanation explains, and why (shown in the report).
+
+    Attributes
+    ----------
+    model : str or None
+        A model name of :func:`workbench.modeling.default_models`; None: the best of a
+        comparison made now (no comparison run was found).
+    reason : str
+        The sentence the report shows.
+    best : str or None
+        The winner of the comparison run, when one was found.
+    run_dir : Path or None
+        That ``model_experiment`` run.
+    """
+
+    model: str | None
+    reason: str
+    best: str | None = None
+    run_dir: Any = None
+
+    def __repr__(self) -> str:
+        return self.reason
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>Model explained.</b> {html.escape(self.reason)}</p>"
+
+
+def _comparison_run(task, source, table, target, reports_dir) -> tuple[dict, Any] | None:
+    """The newest finished ``model_experiment`` run of the same task and data, or None."""
+    from workbench.tracking import store
+
+    # source None is the default warehouse (compared); table or target None: any
+    wanted = {"task": task, "source": source, "table": table, "target": target}
+    wanted = {k: v for k, v in wanted.items() if v is not None or k == "source"}
+    for run_dir in reversed(store.find_runs(reports_dir)):  # newest first (folder names)
+        record = store.read_run(run_dir)
+        params = record.get("parameters") or {}
+        if record.get("template") != MODEL_EXPERIMENT or record.get("status") != store.FINISHED:
+            continue
+        if not (record.get("summary") or {}).get("best_model"):
+            continue
+        if all(params.get(k) == v for k, v in wanted.items() if k in params):
+            return record, run_dir
+    return None
+
+
+def choose_model(task: str, model: str | None = None, *, source: str | None = None,
+                 table: str | None = None, target: str | None = None,
+                 reports_dir: str | os.PathLike | None = None) -> ModelChoice:
+    """The model to explain: the winner of the newest ``model_experiment`` run of the same
+    task and data unless ``model`` names another, with the reason in words.
+
+    Parameters
+    ----------
+    task : str
+        The ``task`` parameter shared by the templates (names the MLflow experiment).
+    model : str, optional
+        A model name to explain anyway (the reason then names the comparison's winner too).
+    source, table, target : optional
+        The data of the comparison; a run on other data is not used (``source`` None is the
+        default warehouse; ``table`` or ``target`` None match any).
+    reports_dir : optional
+        Where runs are (default: the settings).
+    """
+    found = _comparison_run(task, source, table, target, reports_dir)
+    if found is None:
+        if model:
+            return ModelChoice(model, f"{model}, as the `model` parameter asks (no "
+                                      f"{MODEL_EXPERIMENT} run of task {task!r} on this data "
+                                      "was found to compare it with).")
+        return ModelChoice(None, f"No {MODEL_EXPERIMENT} run of task {task!r} on this data was "
+                                 "found: the default models are compared here (2-fold "
+                                 "cross-validation) and the best is explained.")
+    record, run_dir = found
+    best = str(record["summary"]["best_model"])
+    metrics = record.get("metrics") or {}
+    score = next((f"{m.replace('_', ' ')} {fmt.number(metrics[f'{best}.{m}'])}"
+                  for m in ("roc_auc", "rmse") if fmt.finite(metrics.get(f"{best}.{m}"))), "")
+    when = str(record.get("started_at") or "")[:16].replace("T", " ")
+    run = f"{MODEL_EXPERIMENT} run {str(record.get('run_id') or '')[:8]}" + (
+        f" of {when} UTC" if when else "")
+    crowned = f"the best model{f' ({score})' if score else ''} of the model comparison ({run})"
+    if model and model != best:
+        return ModelChoice(model, f"{model}, as the `model` parameter asks; note that "
+                                  f"{best} is {crowned}.", best, run_dir)
+    return ModelChoice(best, f"{best}: {crowned}, refitted here on the same rows with the same "
+                             "seed.", best, run_dir)
 
 
 # --------------------------------------------------------------------------------------------

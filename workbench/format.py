@@ -11,6 +11,7 @@ these, so the same number is written the same way everywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MISSING = "-"
@@ -107,6 +108,37 @@ def risk(value: Any, relative: bool) -> str:
     return number(v)
 
 
+def level(alpha: Any) -> str:
+    """The confidence level of intervals at ``alpha``: ``95 %`` (``99.5 %`` for 0.005)."""
+    if not finite(alpha):
+        return MISSING
+    v = (1 - float(alpha)) * 100
+    return f"{v:.0f} %" if abs(v - round(v)) < 1e-9 else f"{v:.1f} %"
+
+
+def p_equals(value: Any) -> str:
+    """``p = 0.0132`` or ``p < 0.0001`` (a p-value in a sentence)."""
+    text = p_value(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def yes_no(value: Any) -> str:
+    """A flag as ``yes`` / ``no`` (``-`` when missing)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
+    if isinstance(value, str):
+        return {"true": "yes", "false": "no"}.get(value.lower(), value)
+    return "yes" if bool(value) else "no"
+
+
+def days(value: Any) -> str:
+    """A number of days: ``12 days``, ``1 day``, ``0.5 days``."""
+    if not finite(value):
+        return MISSING
+    text = number(value, digits=2)
+    return f"{text} day" if text == "1" else f"{text} days"
+
+
 def correction_label(method: str | None, comparisons: int) -> str:
     """``adjusted, Holm across 12 comparisons`` (or ``unadjusted`` without a correction)."""
     names = {"holm": "Holm", "bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni"}
@@ -114,3 +146,56 @@ def correction_label(method: str | None, comparisons: int) -> str:
         return "unadjusted"
     word = "comparison" if comparisons == 1 else "comparisons"
     return f"adjusted, {names.get(method, method)} across {comparisons} {word}"
+
+
+def cell(value: Any) -> str:
+    """Any table value as people read it: numbers by :func:`number` (integers by :func:`count`),
+    booleans as ``yes``/``no``, missing values as ``-``, the rest as text."""
+    if value is None:
+        return MISSING
+    if type(value).__name__ in ("bool", "bool_"):  # Python, numpy and pandas booleans
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or type(value).__name__.startswith(("int", "uint")):
+        return count(value)
+    try:
+        number_value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number_value):
+        return MISSING
+    return number(number_value)
+
+
+def table_frame(frame: Any, formats: Mapping[str, Callable[[Any], str]] | None = None,
+                labels: Mapping[str, str] | None = None) -> Any:
+    """A DataFrame as text cells: each column through ``formats[column]`` (default
+    :func:`cell`), columns renamed by ``labels``, a fresh 0..n-1 index (never shown)."""
+    import pandas as pd
+
+    formats = dict(formats or {})
+    out = pd.DataFrame({col: [formats.get(col, cell)(v) if not _missing(v) else MISSING
+                              for v in frame[col]] for col in frame.columns})
+    return out.rename(columns=dict(labels or {}))
+
+
+def table_html(frame: Any, title: str = "",
+               formats: Mapping[str, Callable[[Any], str]] | None = None,
+               labels: Mapping[str, str] | None = None) -> str:
+    """A titled HTML table for a report: cells by :func:`table_frame`, no index column."""
+    import html as _html
+
+    body = table_frame(frame, formats, labels).to_html(index=False, escape=True, border=0,
+                                                       classes="workbench-table")
+    return (f"<p><b>{_html.escape(title)}</b></p>" if title else "") + body
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT and pd.NA (not lists or text)."""
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value)) if pd.api.types.is_scalar(value) or value is None else False
+    except (TypeError, ValueError):
+        return False

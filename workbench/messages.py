@@ -13,6 +13,14 @@ TOO_FEW_UNITS = "fewer than 2 units in an arm: variance undefined"
 SRM_DETECTED = "sample ratio mismatch (p < {threshold:g}): results are not trustworthy"
 SRM_EMPTY_VARIANT = "a planned variant has no units: sample ratio mismatch"
 NOT_CONVERGED = "MCMC diagnostics failed ({detail}): do not trust these numbers"
+# Decision rule (workbench.readout.decision.DecisionRule), arm versus arm (readout.arms).
+RULE_UNKNOWN_METRIC = ("decision rule: {field} names {names}, not a metric of this readout "
+                       "(metrics: {known})")
+RULE_BAD_WEIGHTS = ("decision rule: weights must map metric names to finite numbers, not all "
+                    "zero; got {weights!r}")
+RULE_BAD_DEPENDENCE = "decision rule: oec_dependence must be one of {choices}, got {value!r}"
+OEC_NOT_COMPUTABLE = "a metric of the overall evaluation criterion was not computed"
+BEST_NOT_COMPUTABLE = "chance to be best not computed for metrics of kind {kind!r}"
 
 # Drift (workbench.drift): per-column status messages.
 DRIFT_MISSING_COLUMN = "column missing from the {dataset} data"
@@ -24,6 +32,9 @@ DRIFT_CONSTANT = "constant column in the {dataset} data"
 DRIFT_TEXT_SKIPPED = "free-text column (more than half the values unique): not compared"
 DRIFT_UNSUPPORTED_TYPE = "unsupported type {dtype}: not compared"
 DRIFT_TYPE_MISMATCH = "numeric in one dataset, not in the other ({ref} vs {cur}): compared as text categories"
+# Robustness check (workbench.readout.robustness).
+ROBUSTNESS_OTHER_EXPERIMENT = ("robustness: the result is a readout of experiment {result!r}, "
+                               "not of {experiment!r}; pass the experiment it was read from")
 # stats engine
 MISSING_STATS = "missing sufficient statistics (NaN) in this row or its control"
 NO_CONTROL_ROW = "no control row for this metric and segment"
@@ -32,3 +43,5 @@ NOT_FINITE = ("a statistic of this row is too large for floating point (an inter
 NOT_FINITE_CONTROL = ("a statistic of the control row is too large for floating point (an "
                       "intermediate value such as sum^2 overflows): rescale the metric")
 NOT_FINITE_EFFECT = "the effect or its standard error is not finite (overflow): rescale the metric"
+QUANTILE_TOO_FEW = ("too few units for the interval of this quantile (the order statistics at "
+                    "q -/+ 1.96 sigma fall outside the sample)")

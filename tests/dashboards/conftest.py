@@ -1,7 +1,8 @@
 """Runs for the dashboard tests, logged the way the templates log them.
 
 Made once per session (shared by the widget, catalogue and browser tests): a real readout of the
-``small_warehouse`` sample (frequentist, with its Bayesian readout beside it), one of the
+``small_warehouse`` sample (frequentist, Holm-corrected, with its reasons, arms and robustness
+tables, and its Bayesian readout beside it), one of the
 ``faulty_warehouse`` (with an SRM), a run of an older schema (tables but no readout record) and
 a model task (scikit-learn scores, SHAP importance and ``workbench.drift``, one run each), logged
 with ``workbench.tracking`` into a temporary reports folder and a temporary SQLite MLflow store.
@@ -48,13 +49,15 @@ class DashboardRuns:
 _RUNS: dict = {}
 
 
-def _readout(source, method="frequentist", segments=("device",), timeseries=True):
+def _readout(source, method="frequentist", segments=("device",), timeseries=True,
+             correction=None, robustness=False):
     import workbench as wb
 
     exp = wb.Experiment.from_source(str(source), EXPERIMENT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return exp.analyze(method=method, segments=list(segments), timeseries=timeseries)
+        return exp.analyze(method=method, segments=list(segments), timeseries=timeseries,
+                           correction=correction, robustness=robustness)
 
 
 def _experiment_run(result, experiment_name, *, reports_dir, uri, bayes=None):
@@ -139,7 +142,9 @@ def build_dashboard_runs(base: Path, small_warehouse: Path, faulty_warehouse: Pa
     reports_dir = base / "reports"
     uri = f"sqlite:///{base / 'mlflow.db'}"
     kw = dict(reports_dir=reports_dir, uri=uri)
-    readout = _readout(small_warehouse)
+    # as the ab_test template reads out: Holm across the metrics x variants, with the
+    # decision's reasons, arm-versus-arm comparisons and the robustness table
+    readout = _readout(small_warehouse, correction="holm", robustness=True)
     bayes = _readout(small_warehouse, "bayesian", segments=(), timeseries=False)
     faulty_readout = _readout(faulty_warehouse, segments=(), timeseries=False)
     # an older run of the same readout without its Bayesian table, and a copy never published

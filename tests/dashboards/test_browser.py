@@ -85,18 +85,6 @@ def served(tmp_path_factory, dashboard_runs):
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"])
-        yield chromium
-        chromium.close()
-
-
 def _new_page(browser, served):
     context = browser.new_context(viewport={"width": 1300, "height": 2300})
     page = context.new_page()
@@ -125,24 +113,70 @@ def test_dashboard_renders_the_sample_decision(experiment_page, served, dashboar
     sync_api.expect(page.get_by_text(result.decision, exact=True)).to_be_visible()
     sync_api.expect(page.get_by_text("The traffic split matches the plan", exact=False)) \
         .to_be_visible()
+    # the decision's reasons, as the readout worded them, each visible
+    assert result.reasons
+    for variant, reasons in result.reasons.items():
+        sync_api.expect(page.get_by_text(f"Decision for {variant}: "
+                                         f"{result.decisions[variant]}", exact=True)).to_be_visible()
+        for reason in reasons:
+            sync_api.expect(page.locator(".wb-reasons li", has_text=reason).first).to_be_visible()
+    # the correction label (comparisons counted here from the readout's p-values)
+    n = sum(p == p for p in result.results["p_value"])
+    label = f"adjusted, Holm across {n} comparisons"
+    caption = page.locator(".wb-results caption").first
+    sync_api.expect(caption).to_be_visible()
+    sync_api.expect(caption).to_contain_text(label)
+    # the results table: every metric x variant, its shown p-value (Holm's) and raw one
     text = _body(page)
-    row = dashboard_runs.bayes.results.iloc[0]
-    assert f"{row['metric']} for {row['variant']}:" in text
-    assert f"chance to beat control {row['chance_to_win']:.0%}" in text
-    # every metric's sentence, as the viewer reads it, from the readout's own numbers
-    chances = dashboard_runs.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
-    for r in result.results.to_dict("records"):
-        p = r["p_value_adjusted"] if r["p_value_adjusted"] == r["p_value_adjusted"] \
-            else r["p_value"]
-        p_text = "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
-        assert (f"{r['metric']} for {r['variant']}: {r['verdict']} ({r['effect']:+.1%}, "
-                f"95% interval {r['ci_lower']:+.1%} to {r['ci_upper']:+.1%}; {p_text}; "
-                f"chance to beat control {chances[(r['metric'], r['variant'])]:.0%}).") in text
-    assert len(page.locator("img").all()) >= 3  # forest, cumulative lift, segments
-    # sources stripped: the notebook's code is not in the page
-    assert "experiment_dashboard()" not in page.content()
+    holm = [("< 0.0001" if p < 1e-4 else f"{p:.4f}") for p in result.results["p_value_adjusted"]]
+    rows = page.locator(".wb-results tbody tr")
+    assert rows.count() == len(result.results)
+    raw = [("< 0.0001" if p < 1e-4 else f"{p:.4f}") for p in result.results["p_value"]]
+    assert [" ".join(c.split()) for c in page.locator(".wb-results td.wb-p").all_inner_texts()] \
+        == [f"{h} raw {r}" for h, r in zip(holm, raw)]
+    # nothing cut off or wrapped: the table fits its box and each row is one line high
+    fits = page.evaluate("""() => {
+        const out = [], table = document.querySelector('.wb-results table');
+        for (let a = table.parentElement; a && a !== document.body; a = a.parentElement)
+            out.push([a.className, a.scrollWidth, a.clientWidth]);
+        return out; }""")
+    assert fits and all(scroll <= client + 1 for _, scroll, client in fits), fits
+    heights = page.evaluate("""() => [...document.querySelectorAll('.wb-results tbody tr')]
+        .map(r => r.getBoundingClientRect().height)""")
+    assert max(heights) < 2 * min(heights), heights
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "experiment_dashboard.png"), full_page=True)
+    page.locator(".wb-results").first.screenshot(path=str(ARTIFACTS / "results_table.png"))
+    header = page.locator(".wb-results th").last
+    sync_api.expect(header).to_have_text("verdict")
+    header.scroll_into_view_if_needed()
+    sync_api.expect(header).to_be_in_viewport(ratio=0.99)
+    # and no clipping ancestor (ipywidgets boxes hide what overflows) cuts it off
+    clipped = page.evaluate("""() => {
+        const th = [...document.querySelectorAll('.wb-results th')].pop();
+        const right = th.getBoundingClientRect().right, out = [];
+        for (let a = th.parentElement; a; a = a.parentElement) {
+            const s = getComputedStyle(a);
+            if (s.overflowX !== 'visible' && a.getBoundingClientRect().right + 1 < right)
+                out.push(a.className);
+        }
+        return out; }""")
+    assert clipped == [], clipped
+    # the robustness table, with the readout's one-line reading of it
+    sync_api.expect(page.get_by_text("Robustness of the decision", exact=True)).to_be_visible()
+    robust = page.locator(".wb-robustness tbody tr")
+    sync_api.expect(robust.first).to_be_visible()
+    assert robust.count() == len(result.robustness)
+    from workbench.readout.robustness import summary
+
+    assert summary(result.robustness) in text
+    sync_api.expect(page.get_by_text("Arm versus arm", exact=True)).to_be_visible()
+    assert len(page.locator("img").all()) >= 3  # forest, cumulative lift, segments
+    assert len(page.locator(".wb-results svg").all()) == len(result.results)  # inline bars
+    # sources stripped: the notebook's code is not in the page
+    assert "experiment_dashboard()" not in page.content()
+    page.locator(".wb-robustness").first.screenshot(
+        path=str(ARTIFACTS / "robustness_table.png"))
     # every option of `workbench serve` was recognised by Voilà (misspelt ones are only warned)
     log = served.log.read_text()
     assert "not recognized" not in log, log

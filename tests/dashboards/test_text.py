@@ -5,8 +5,6 @@ record holds: the dashboards word the readout's verdicts and statuses and decide
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
 
@@ -46,47 +44,44 @@ def _record(rows=(), *, validation=None, bayesian=None, srm_p_value=0.5, trustwo
     return ReadoutRecord(**fields)
 
 
-@pytest.mark.parametrize("value, relative, expected", [
-    (0.0123, True, "+1.2%"), (-0.5, True, "-50.0%"), (12.345678, False, "+12.35"),
-    (float("nan"), True, "n/a"), (None, False, "n/a"), ("x", True, "n/a"),
-])
-def test_fmt_effect(value, relative, expected):
-    assert text.fmt_effect(value, relative) == expected
-
-
-def test_p_values_and_chances():
-    assert text.fmt_p(0.012345) == "0.0123" and text.p_equals(0.012345) == "p = 0.0123"
-    assert text.fmt_p(3e-7) == "< 0.0001" and text.p_equals(3e-7) == "p < 0.0001"
-    assert text.fmt_p(math.inf) == "n/a"
-    assert text.fmt_chance(0.8349) == "83%" and text.fmt_chance(None) == "n/a"
-    assert text.fmt_value(0.123456) == "0.1235" and text.fmt_value(float("nan")) == "n/a"
-    assert text.fmt_value(True) == "True" and text.fmt_value(3) == "3"
+def test_numbers_are_written_by_the_format_module_only():
+    for gone in ("fmt_effect", "fmt_p", "fmt_chance", "fmt_value", "p_equals", "shown_p"):
+        assert not hasattr(text, gone), gone  # one place: workbench.format
+    assert text.cell(0.123456) == "0.1235" and text.cell(float("nan")) == "-"
+    assert text.cell(True) == "True" and text.cell(3) == "3" and text.cell(12345.6) == "12,346"
 
 
 def test_level_and_difference_come_from_the_record():
-    assert text.level(_record(alpha=0.1)) == "90%"
+    assert text.level(_record(alpha=0.1)) == "90 %" and text.level(_record()) == "95 %"
     assert text.is_relative(_record()) and not text.is_relative(_record(difference="absolute"))
     sentence = text.metric_sentence(_row(effect=1.5, ci_lower=0.5, ci_upper=2.5),
                                     _record(difference="absolute", alpha=0.1))
-    assert "(+1.5, 90% interval +0.5 to +2.5; p = 0.0120)" in sentence
+    assert sentence == "conversion for treatment: improvement: +1.5 [+0.5, +2.5], p = 0.0120."
 
 
-def test_each_row_says_its_own_verdict():
-    record = _record([_row(verdict="harm on guardrail", effect=-0.04, ci_lower=-0.07,
-                           ci_upper=-0.01, p_value=0.03, p_value_adjusted=0.06)])
-    headline, sentences = text.decision_sentences(record)
-    assert headline == "ship treatment"
-    assert sentences == ["conversion for treatment: harm on guardrail (-4.0%, 95% interval "
-                         "-7.0% to -1.0%; p = 0.0600)."]  # the corrected p-value is shown
+def test_each_row_says_its_own_verdict_and_the_adjusted_p_value_is_labelled():
+    row = _row(verdict="harm on guardrail", effect=-0.04, ci_lower=-0.07, ci_upper=-0.01,
+               p_value=0.03, p_value_adjusted=0.06)
+    record = _record([row, _row(variant="b", p_value=0.2, p_value_adjusted=0.4)],
+                     correction="holm")
+    assert text.metric_sentence(row, record) == (
+        "conversion for treatment: harm on guardrail: -4.0 % [-7.0 %, -1.0 %], p = 0.0600 "
+        "(adjusted, Holm across 2 comparisons; raw 0.0300).")
+    # without a correction the raw p-value is shown, unlabelled
+    plain = _record([_row(p_value=0.03)])
+    assert text.metric_sentence(_row(p_value=0.03), plain).endswith(", p = 0.0300.")
+    # every row is in the results table, so the decision box lists no numbers of its own
+    assert text.decision_sentences(record) == ("ship treatment", [])
 
 
 def test_a_row_without_a_verdict_is_shown_as_such():
     """No wording of the dashboard's own: an interval above zero is not turned into a verdict."""
     for missing in (None, "", float("nan")):
         record = _record([_row(verdict=missing, ci_lower=0.02)])
-        (sentence,) = text.decision_sentences(record)[1]
-        assert sentence.startswith(f"conversion for treatment: {text.NO_VERDICT} (")
+        sentence = text.metric_sentence(record.results.iloc[0].to_dict(), record)
+        assert sentence.startswith(f"conversion for treatment: {text.NO_VERDICT}: ")
         assert "higher" not in sentence and "improvement" not in sentence
+        assert text.results_table(record).rows[0].verdict == "-"
 
 
 def test_a_row_that_could_not_be_computed_says_why():
@@ -99,32 +94,51 @@ def test_a_row_that_could_not_be_computed_says_why():
 def test_decisions_of_several_variants_with_their_reasons():
     record = _record([_row(variant="a"), _row(variant="b", verdict="deterioration")],
                      decisions={"a": "ship", "b": "do not ship: primary metric worse"},
-                     reasons={"b": ["conversion fell by 2.1%"]}, decision="ship a")
+                     reasons={"b": ["conversion fell by 2.1%", ""]}, decision="ship a")
     headline, sentences = text.decision_sentences(record)
-    assert headline == "ship a"
-    assert sentences[:2] == ["Decision for a: ship.",
-                             "Decision for b: do not ship: primary metric worse "
-                             "(conversion fell by 2.1%)."]
-    assert sentences[3].startswith("conversion for b: deterioration (")
+    assert headline == "ship a" and sentences == []
+    assert text.decision_reasons(record) == [
+        ("Decision for a: ship", []),
+        ("Decision for b: do not ship: primary metric worse", ["conversion fell by 2.1%"])]
+    one = _record(reasons={"treatment": ["it won"]})
+    assert text.decision_reasons(one) == [("Decision for treatment: ship", ["it won"])]
+    assert text.decision_reasons(_record()) == []  # one variant, no reasons: the headline
     assert text.decision_sentences(_record(decision=""))[0] == text.NO_DECISION
 
 
 def test_chance_to_win_from_the_results_else_the_bayesian_table():
     plain = _record()
     assert text.chance_to_win(plain) == {}
-    bayes = pd.DataFrame([_row(chance_to_win=0.91)])
+    bayes = pd.DataFrame([_row(chance_to_win=0.91, risk_variant=0.002, risk_control=0.03)])
     assert text.chance_to_win(_record(bayesian=bayes)) == {("conversion", "treatment"): 0.91}
     own = _record([_row(chance_to_win=0.3)], bayesian=bayes)
     assert text.chance_to_win(own) == {("conversion", "treatment"): 0.3}
-    head, rows = text.results_rows(_record(bayesian=bayes))
-    assert head == ["metric", "variant", "lift", "p-value", "chance to beat control"]
-    assert rows == [["conversion", "treatment", "+5.0%", "0.0120", "91%"]]
-    assert "chance to beat control 91%" in text.decision_sentences(_record(bayesian=bayes))[1][0]
+    # lower is better: a win is a fall, so the chance shown is 1 - P(variant > control)
+    down = _record([_row(chance_to_win=0.3, higher_is_better=False)])
+    assert text.chance_to_win(down) == {("conversion", "treatment"): pytest.approx(0.7)}
+    table = text.results_table(_record(bayesian=bayes))
+    assert table.columns() == ["metric", "role", "variant", "baseline", "treatment", "lift",
+                               "95 % interval", "p-value", "chance to win", "risk", "verdict"]
+    row = table.rows[0]
+    assert (row.lift, row.interval, row.p_value, row.chance, row.risk) == \
+        ("+5.0 %", "[+1.0 %, +9.0 %]", "0.0120", "91.0 %", "0.20 %")
+
+
+def test_the_records_other_tables_are_listed_with_titles():
+    arms = pd.DataFrame([{"metric": "conversion", "variant": "a", "versus": "b", "effect": 0.02,
+                          "ci_lower": -0.01, "ci_upper": 0.05, "p_value": 0.2,
+                          "chance_to_be_best": 0.9, "significant": False,
+                          "sentence": "a and b cannot be told apart"}])
+    record = _record()
+    record.tables["arms"] = arms
+    assert [(n, t) for n, t, _ in text.section_tables(record)] == [("arms", "Arm versus arm")]
+    assert text.robustness_sentence(record) == ""
 
 
 @pytest.mark.parametrize("status, p, kind, words", [
     (quality.OK, 0.0004, "good", "matches the plan (SRM check p = 0.0004)"),
     (quality.ERROR, 0.2, "bad", "differs from the plan (SRM check p = 0.2000)"),
+    (quality.ERROR, 3e-9, "bad", "differs from the plan (SRM check p < 0.0001)"),
     (quality.WARNING, 0.01, "warning", "may differ from the plan"),
 ])
 def test_srm_status_is_the_readouts_not_a_threshold_of_the_dashboard(status, p, kind, words):

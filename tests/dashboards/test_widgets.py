@@ -36,10 +36,12 @@ class _Tables(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.tables, self._cell = [], None
+        self.tables, self._cell, self._svg = [], None, 0
 
     def handle_starttag(self, tag, attrs):
-        if tag == "table":
+        if tag == "svg":  # the drawn interval (its <title> is a tooltip, not cell text)
+            self._svg += 1
+        elif tag == "table":
             self.tables.append([])
         elif tag == "tr":
             self.tables[-1].append([])
@@ -47,12 +49,14 @@ class _Tables(HTMLParser):
             self._cell = ""
 
     def handle_endtag(self, tag):
-        if tag in ("td", "th"):
+        if tag == "svg":
+            self._svg -= 1
+        elif tag in ("td", "th"):
             self.tables[-1][-1].append(self._cell)
             self._cell = None
 
     def handle_data(self, data):
-        if self._cell is not None:
+        if self._cell is not None and not self._svg:
             self._cell += data
 
 
@@ -62,12 +66,27 @@ def _tables(widget) -> list[list[list[str]]]:
     return parser.tables
 
 
-def _pct(x: float) -> str:
-    return f"{x:+.1%}"
+def _pct(x: float, digits: int = 1, signed: bool = True) -> str:
+    text = f"{x * 100:+.{digits}f}" if signed else f"{x * 100:.{digits}f}"
+    return f"{text.replace('-', '+') if float(text) == 0 else text} %"  # -0.0 reads as +0.0
 
 
 def _p(p: float) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _chance(c: float) -> str:
+    return "> 99.9 %" if c > 0.999 else "< 0.1 %" if c < 0.001 else f"{c * 100:.1f} %"
+
+
+def _results_table(widget) -> list[list[str]]:
+    (table,) = [t for t in _tables(widget) if t[0][:2] == ["metric", "role"]]
+    return table
+
+
+def _holm_label(result) -> str:
+    n = int(np.isfinite(result.results["p_value"].to_numpy(float)).sum())
+    return f"adjusted, Holm across {n} comparisons"
 
 
 def test_experiment_dashboard_shows_the_newest_published_decision(runs_env):
@@ -76,19 +95,15 @@ def test_experiment_dashboard_shows_the_newest_published_decision(runs_env):
     assert dash.run.run_id == runs_env.latest
     shown = _text(dash.widget)
     assert widgets.esc(result.decision) in shown
-    # each metric in words: the frequentist readout's numbers and the Bayesian chance to win
-    bayes = runs_env.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
-    for row in result.results.to_dict("records"):
-        p = row["p_value_adjusted"] if np.isfinite(row["p_value_adjusted"]) else row["p_value"]
-        p_text = "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
-        sentence = (f"{row['metric']} for {row['variant']}: {row['verdict']} "
-                    f"({row['effect']:+.1%}, 95% interval {row['ci_lower']:+.1%} to "
-                    f"{row['ci_upper']:+.1%}; {p_text}; chance to beat control "
-                    f"{bayes[(row['metric'], row['variant'])]:.0%}).")
-        assert html.escape(sentence, quote=True) in shown
-    # the decision of each variant, as the readout worded it
+    # each variant's decision and the readout's reasons for it
+    assert result.reasons and set(result.reasons) == set(result.decisions)
     for variant, decision in result.decisions.items():
         assert html.escape(f"Decision for {variant}: {decision}", quote=True) in shown
+        for reason in result.reasons[variant]:
+            assert html.escape(reason, quote=True) in shown
+    # the correction is labelled (the number of comparisons counted here, from the results)
+    assert result.correction == "holm"
+    assert _holm_label(result) in shown
     assert "traffic split matches the plan" in shown
     assert html.escape(f"p = {result.srm_p_value:.4f}") in shown
     checks = result.validation.to_frame()
@@ -100,21 +115,73 @@ def test_experiment_dashboard_shows_the_newest_published_decision(runs_env):
 
 
 def test_the_results_table_shows_the_readouts_numbers(runs_env):
-    """Every cell of the chance-to-win table, against the readout's frames row by row."""
+    """Every cell of the results table, against the readout's frames row by row."""
     dash = ExperimentDashboard(query_string="")
     result = runs_env.results[runs_env.latest]
-    bayes = runs_env.bayes.results.set_index(["metric", "variant"])["chance_to_win"]
-    (table,) = _tables(dash.widget)
-    head, *rows = table
-    assert head == ["metric", "variant", "lift", "p-value", "chance to beat control"]
+    bayes = runs_env.bayes.results.set_index(["metric", "variant"])
+    head, *rows = _results_table(dash.widget)
+    assert head == ["metric", "role", "variant", "baseline", "treatment", "lift",
+                    "95 % interval", "p-value", "chance to win", "risk", "verdict"]
     expected = []
     for r in result.results.to_dict("records"):
-        p = r["p_value_adjusted"] if np.isfinite(r["p_value_adjusted"]) else r["p_value"]
-        expected.append([r["metric"], r["variant"], _pct(r["effect"]), _p(p),
-                         f"{bayes[(r['metric'], r['variant'])]:.0%}"])
+        b = bayes.loc[(r["metric"], r["variant"])]
+        hib = bool(r["higher_is_better"])
+        chance = b["chance_to_win"] if hib else 1 - b["chance_to_win"]
+        risk = b["risk_variant"] if hib else b["risk_control"]
+        expected.append([r["metric"], r["role"], r["variant"], f"{r['control_mean']:.4g}",
+                         f"{r['variant_mean']:.4g}", _pct(r["effect"]),
+                         f"[{_pct(r['ci_lower'])}, {_pct(r['ci_upper'])}]",
+                         f"{_p(r['p_value_adjusted'])} raw {_p(r['p_value'])}", _chance(chance),
+                         _pct(risk, 2, signed=False), r["verdict"]])
     assert rows == expected
     # the Bayesian chances are the posterior's, not the frequentist p-values in disguise
-    assert 0 < bayes.min() and bayes.max() < 1
+    assert 0 < bayes["chance_to_win"].min() and bayes["chance_to_win"].max() < 1
+    # the p-values shown are Holm's (statsmodels), not the raw ones
+    from statsmodels.stats.multitest import multipletests
+
+    holm = multipletests(result.results["p_value"], method="holm")[1]
+    assert [row[7].split(" raw ")[0] for row in rows] == [_p(p) for p in holm]
+
+
+def test_the_robustness_and_arms_tables_are_shown(runs_env):
+    dash = ExperimentDashboard(query_string="")
+    result = runs_env.results[runs_env.latest]
+    shown = _text(dash.widget)
+    assert "Robustness of the decision" in shown and "Arm versus arm" in shown
+    (robust,) = [t for t in _tables(dash.widget) if t[0][:2] == ["choice", "setting"]]
+    frame = result.robustness
+    assert robust[0][4].startswith("primary effect")
+    assert [r[:3] for r in robust[1:]] == frame[["choice", "setting", "decision"]].astype(
+        str).to_numpy().tolist()
+    flips = ["yes" if f else "no" for f in frame["flips"]]
+    assert [r[robust[0].index("flips")] for r in robust[1:]] == flips
+    from workbench.readout.robustness import summary
+
+    assert html.escape(summary(frame), quote=True) in shown
+    (arms,) = [t for t in _tables(dash.widget) if t[0][:3] == ["metric", "variant", "versus"]]
+    assert len(arms) - 1 == len(result.arms)
+
+
+def test_the_power_table_is_rendered_from_its_contract_columns():
+    """A hand-made ``power`` table (columns per the WAVE3 contract): titled, formatted."""
+    import pandas as pd
+
+    from workbench.readout.record import ReadoutRecord
+
+    power = pd.DataFrame([{"metric": "conversion", "variant": "b", "mde": 0.02, "power": 0.432,
+                           "target_power": 0.8, "n_so_far": 12000, "n_needed": 30500,
+                           "days_elapsed": 7, "days_needed": 18.0, "days_left": 11.0,
+                           "extra": 1.5}])
+    record = ReadoutRecord("e", "frequentist", 0.05, "relative", "control", "ship b", 0.5,
+                           True, tables={"power": power})
+    assert text.section_tables(record)[0][:2] == ("power", "Power so far")
+    parser = _Tables()
+    parser.feed(ExperimentDashboard._section_html(record, "power", power))
+    (table,) = parser.tables
+    assert table == [["metric", "variant", "mde", "power", "target power", "n so far",
+                      "n needed", "days elapsed", "days needed", "days left"],
+                     ["conversion", "b", "+2.0 %", "43.2 %", "80.0 %", "12,000", "30,500",
+                      "7 days", "18 days", "11 days"]]
 
 
 def test_srm_run_is_flagged_in_plain_words(runs_env):
@@ -136,9 +203,11 @@ def test_srm_run_is_flagged_in_plain_words(runs_env):
     for name in checks.loc[status != "ok", "check"]:
         assert widgets.esc(name) in shown
     # every verdict shown is the readout's own (no wording of the dashboard's)
-    for row in result.results.to_dict("records"):
-        assert widgets.esc(f"{row['metric']} for {row['variant']}: {row['verdict']} (") in shown
+    head, *rows = _results_table(dash.widget)
+    assert [r[head.index("verdict")] for r in rows] == result.results["verdict"].tolist()
     assert text.NO_VERDICT not in shown
+    assert all(" raw " not in r[head.index("p-value")] for r in rows)  # not corrected
+    assert "p-values unadjusted" in shown
 
 
 def test_widget_changes_update_the_view(runs_env):
@@ -155,8 +224,9 @@ def test_widget_changes_update_the_view(runs_env):
     assert dash.run.run_id == runs_env.frequentist
     assert "This run has no Bayesian readout" in _text(dash.widget)
     # without a Bayesian table the results table has no chance column
-    (table,) = _tables(dash.widget)
-    assert table[0] == ["metric", "variant", "lift", "p-value"]
+    assert _results_table(dash.widget)[0] == [
+        "metric", "role", "variant", "baseline", "treatment", "lift", "95 % interval",
+        "p-value", "verdict"]
 
 
 def test_a_run_without_a_readout_record_says_so(runs_env):

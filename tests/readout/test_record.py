@@ -45,7 +45,7 @@ def test_round_trip(readouts, tmp_path):
         notes=["the PyMC models ran with 100 draws"])
     assert set(record.tables) == {rec.RESULTS, rec.SEGMENTS, rec.HETEROGENEITY,
                                   rec.TIMESERIES, rec.VALIDATION, rec.BAYESIAN, rec.STATS,
-                                  rec.HIERARCHICAL, rec.REVENUE_HURDLE}
+                                  rec.HIERARCHICAL, rec.REVENUE_HURDLE, rec.ARMS}
     # what a run writes: JSON for the summary, parquet for the tables
     summary = json.loads(json.dumps(record.summary_dict()))
     tables = {}

@@ -36,19 +36,23 @@ def _result(method="frequentist", report=None, **kw):
 
 
 def test_summary_frame_words():
-    s = _result().summary_frame()
-    assert list(s.columns) == ["metric", "role", "variant", "control", "treatment", "lift",
-                               "95% interval", "evidence", "verdict"]
+    # the results table (workbench.readout.table, issue 14): numbers by workbench.format
+    s = _result(correction="holm").summary_frame()
+    assert list(s.columns) == ["metric", "role", "variant", "baseline", "treatment", "lift",
+                               "95 % interval", "p-value", "raw p-value", "chance to win",
+                               "risk", "verdict"]
     row = s.iloc[0]
-    assert (row.control, row.treatment, row.lift) == ("0.1", "0.11", "+10.0%")
-    assert row["95% interval"] == "[+2.0%, +18.0%]"
-    assert row.evidence == "p = 0.03"  # the adjusted p-value when there is one
-    assert s.iloc[1].evidence == "-" and s.iloc[1].lift == "-"
+    assert (row.baseline, row.treatment, row.lift) == ("0.1", "0.11", "+10.0 %")
+    assert row["95 % interval"] == "[+2.0 %, +18.0 %]"
+    assert row["p-value"] == "0.0300"  # the adjusted p-value when there is one
+    assert row["raw p-value"] == "< 0.0001"  # the raw one beside it
+    assert s.iloc[1]["p-value"] == "-" and s.iloc[1].lift == "-"
 
 
 def test_bayesian_evidence_is_the_chance_to_win_in_the_good_direction():
     s = _result("bayesian").summary_frame()
-    assert list(s.evidence) == ["chance to win 99%", "chance to win 90%"]  # lower is better
+    assert list(s["chance to win"]) == ["99.0 %", "90.0 %"]  # lower is better
+    assert "p-value" not in s
 
 
 def test_summary_is_a_summary_with_html():
@@ -58,7 +62,7 @@ def test_summary_is_a_summary_with_html():
     assert str(text).splitlines()[0] == "x: ship b" and str(r) == str(text)
     html = text._repr_html_()
     assert html.count("<tr") == 3  # header + 2 rows
-    assert "color: #1a7f37" in html  # the improvement in green
+    assert "color:#1a7f37" in html  # the improvement in green
     assert r.to_frame() is not r.results and r.to_frame().equals(r.results)
 
 

@@ -64,3 +64,25 @@ def test_jobs_exit_code_is_the_worst_outcome():
     assert codes(0, 3) == 3
     assert codes(3, 1, 0) == 1
     assert codes(1, 2, 3) == 2  # a refused job wins: the input must be fixed first
+
+
+def test_run_jobs_publish_publishes_only_the_runs_it_made(env, tmp_path, capsys):
+    """`make demo`'s step: an older run under reports/ and a failed job stay unpublished."""
+    from workbench import tracking
+    from workbench.cli import main
+    from workbench.dashboards import catalogue
+
+    with tracking.start_run("t1", "older") as older:
+        pass
+    nb = env["notebook"]
+    jobs = tmp_path / "jobs.yml"
+    jobs.write_text(f"- template: {nb}\n  name: made\n  parameters: {{token: t}}\n"
+                    f"- template: {nb}\n  name: broken\n  parameters: {{token: t, fail: true}}\n")
+    assert main(["run-jobs", str(jobs), "--publish", "--no-progress"]) == 1  # one job failed
+    records = {r["name"]: r for r in map(tracking.read_run, tracking.find_runs())}
+    made, broken = records["made"], records["broken"]
+    assert made["status"] == "FINISHED" and broken["status"] == "FAILED"
+    published = catalogue.published_run_ids(env["uri"])
+    assert made["mlflow_run_id"] in published
+    assert older.mlflow_run_id not in published and broken["mlflow_run_id"] not in published
+    assert f"published run {made['mlflow_run_id']}" in capsys.readouterr().out

@@ -49,3 +49,57 @@ def test_mlflow_down_keeps_the_run_unsynced(tmp_path, monkeypatch):
     assert record["status"] == "FINISHED" and record["synced"] is False
     assert record["mlflow_run_id"] is None and len(record["run_id"]) == 32
     assert record["metrics"] == {"m": 1.0} and record["sync_error"]
+
+
+def test_run_names_carry_the_template(sqlite_env):
+    """Three templates on one task: three names in the MLflow UI, not three `task-<id>`."""
+    names = {}
+    for template in ("model_experiment", "explain", "drift_report"):
+        with tracking.start_run(template, "conversion_model") as run:
+            pass
+        record = tracking.read_run(run.run_dir)
+        names[template] = _client(sqlite_env).get_run(record["mlflow_run_id"]).info.run_name
+        assert names[template] == f"{template}-conversion_model-{record['mlflow_run_id'][:8]}"
+    with tracking.start_run("adhoc") as run:  # no name: the template is not said twice
+        pass
+    record = tracking.read_run(run.run_dir)
+    assert (_client(sqlite_env).get_run(record["mlflow_run_id"]).info.run_name
+            == f"adhoc-{record['mlflow_run_id'][:8]}")
+
+
+def test_durations_are_never_negative(sqlite_env):
+    """Runs shorter than a second (run.json keeps whole seconds): MLflow's end is not before
+    its start, and both are the run.json times."""
+    import datetime as dt
+
+    for i in range(5):
+        with tracking.start_run("adhoc", f"short{i}") as run:
+            pass
+        record = tracking.read_run(run.run_dir)
+        info = _client(sqlite_env).get_run(record["mlflow_run_id"]).info
+        assert info.end_time >= info.start_time
+        started = dt.datetime.strptime(record["started_at"], "%Y-%m-%dT%H:%M:%SZ")
+        assert info.start_time == int(started.replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def test_saving_a_model_writes_no_warning(sqlite_env, classification, capfd):
+    """MLflow's integer-schema hint and cloudpickle caution stay out of the notebook (they
+    were a stderr box in the model report)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = classification
+    X = X.assign(count=(X["a"] > 0).astype(int))  # an integer column: MLflow's hint
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracking.start_run("adhoc", "quiet") as run:
+            path = run.log_model(model, "clf", X)
+    assert (path / "MLmodel").is_file()
+    out, err = capfd.readouterr()
+    assert [str(w.message)[:80] for w in caught
+            if "mlflow" in w.filename or "Hint" in str(w.message)] == []
+    assert "WARNING" not in err and "cloudpickle" not in err, err

@@ -1,4 +1,4 @@
-"""Every sentence the dashboards show, and how they format numbers.
+"""Every sentence the dashboards show (numbers are written by :mod:`workbench.format`).
 
 The sentences only word what a run logged: the readout record's decision, the verdict of each
 results row, the data-quality statuses. Nothing here compares a p-value with a threshold or
@@ -7,12 +7,23 @@ Sentences are plain text (the widgets escape them).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from workbench import format as fmt
+from workbench.readout import table
 from workbench.readout.decision import not_computed
-from workbench.readout.record import BAYESIAN, RESULTS, VALIDATION, ReadoutRecord, overall_rows
+from workbench.readout.record import (
+    ARMS,
+    BAYESIAN,
+    POWER,
+    RESULTS,
+    ROBUSTNESS,
+    SIMULATION,
+    VALIDATION,
+    ReadoutRecord,
+    overall_rows,
+)
 
 NO_RUNS = ("No published {kind} runs yet. A data scientist publishes one with "
            "<code>workbench publish RUN_ID</code>.")
@@ -24,7 +35,7 @@ NO_RECORD = ("This run logged no readout record (it was made by an older version
 NO_DECISION = "No decision was recorded for this run."
 NO_VERDICT = "no verdict recorded"
 NO_RESULTS = "No results were logged."
-NO_BAYESIAN = ("This run has no Bayesian readout, so there is no chance to beat control; the "
+NO_BAYESIAN = ("This run has no Bayesian readout, so there is no chance to win; the "
                "p-value says how surprising the difference would be if there were no effect.")
 NO_TIMESERIES = "This run logged no daily results."
 NO_TIMESERIES_FOR = "No daily results for {metric}."
@@ -49,53 +60,26 @@ NOT_TRUSTWORTHY = "This readout is marked not trustworthy: do not act on it unti
 
 
 # ------------------------------------------------------------------------------- numbers
+# Every number is written by workbench.format (one place for every surface); what a row shows
+# (the adjusted p-value, the oriented chance to win) is chosen by workbench.readout.table.
 def finite(value: Any) -> bool:
     """True for a number that is neither None, NaN nor infinite."""
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+    return fmt.finite(value)
 
 
-def fmt_effect(value: Any, relative: bool) -> str:
-    """A lift as a signed percentage (``+3.2%``), an absolute difference with 4 digits."""
-    if not finite(value):
-        return "n/a"
-    value = float(value)
-    return f"{value:+.1%}" if relative else f"{value:+.4g}"
-
-
-def fmt_p(value: Any) -> str:
-    """A p-value with 4 decimals, ``< 0.0001`` below that."""
-    if not finite(value):
-        return "n/a"
-    value = float(value)
-    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
-
-
-def p_equals(value: Any) -> str:
-    """``p = 0.0123`` or ``p < 0.0001``."""
-    text = fmt_p(value)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
-def fmt_chance(value: Any) -> str:
-    """A chance to beat control as a whole percentage."""
-    return f"{float(value):.0%}" if finite(value) else "n/a"
-
-
-def fmt_value(value: Any) -> str:
-    """A table cell or summary value: floats with 4 significant digits."""
+def cell(value: Any) -> str:
+    """A table cell or summary value of a model run: numbers by :func:`workbench.format.number`,
+    flags and text as they are."""
     if isinstance(value, bool) or value is None:
         return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else "n/a"
+    if isinstance(value, float | int):
+        return fmt.number(value)
     return str(value)
 
 
 def level(record: ReadoutRecord) -> str:
-    """The intervals' confidence level, ``95%`` for alpha 0.05."""
-    return f"{1 - record.alpha:.0%}"
+    """The intervals' confidence level, ``95 %`` for alpha 0.05."""
+    return fmt.level(record.alpha)
 
 
 def is_relative(record: ReadoutRecord) -> bool:
@@ -103,54 +87,61 @@ def is_relative(record: ReadoutRecord) -> bool:
     return record.difference != "absolute"
 
 
-def shown_p(row: Mapping[str, Any]) -> Any:
-    """The p-value a row shows: the corrected one when the readout corrected it."""
-    adjusted = row.get("p_value_adjusted")
-    return adjusted if finite(adjusted) else row.get("p_value")
-
-
 # ------------------------------------------------------------------------------- readout
 def chance_to_win(record: ReadoutRecord) -> dict:
-    """``{(metric, variant): chance to beat control}`` from the record's results, else from its
-    Bayesian table (a frequentist readout logs the Bayesian one beside it)."""
+    """``{(metric, variant): chance to win}`` (in the metric's good direction) from the record's
+    results, else from its Bayesian table (a frequentist readout logs the Bayesian one beside
+    it)."""
     for name in (RESULTS, BAYESIAN):
         frame = overall_rows(record.table(name))
         if frame is not None and "chance_to_win" in frame.columns \
                 and frame["chance_to_win"].notna().any():
-            return {(r["metric"], r["variant"]): r["chance_to_win"]
+            return {(r["metric"], r["variant"]): table.chance_of(r)
                     for r in frame.to_dict("records")}
     return {}
 
 
+def evidence(row: Mapping[str, Any], record: ReadoutRecord) -> str:
+    """``p = 0.0600 (adjusted, Holm across 12 comparisons; raw 0.0300)`` or ``p = 0.0300``
+    (the row's shown p-value, labelled); empty without a p-value."""
+    p = table.shown_p(row)
+    if not finite(p):
+        return ""
+    label = record.p_value_label
+    if table.corrected(record.tables.get(RESULTS), record.correction):
+        return f"{fmt.p_equals(p)} ({label}; raw {fmt.p_value(row.get('p_value'))})"
+    return fmt.p_equals(p)
+
+
 def metric_sentence(row: Mapping[str, Any], record: ReadoutRecord,
                     chance: Any = None) -> str:
-    """One results row in words: its verdict, effect, interval, p-value and chance to win."""
+    """One results row in words, with the numbers of the results table: ``conversion for b:
+    improvement: +3.1 % [+1.0 %, +5.2 %], p = 0.0123 (adjusted, Holm across 12 comparisons;
+    raw 0.0021), chance to win 99.7 %.``"""
     metric, variant = row.get("metric", "?"), row.get("variant", "?")
     error = row.get("error_message")
     if isinstance(error, str) and error:
         return f"{metric} for {variant}: could not be computed ({error})."
     relative = is_relative(record)
-    lo, hi = row.get("ci_lower"), row.get("ci_upper")
-    interval = (f"{level(record)} interval {fmt_effect(lo, relative)} to "
-                f"{fmt_effect(hi, relative)}" if finite(lo) and finite(hi) else "no interval")
     verdict = row.get("verdict")
     verdict = verdict if isinstance(verdict, str) and verdict else NO_VERDICT
-    text = f"{metric} for {variant}: {verdict} ({fmt_effect(row.get('effect'), relative)}, " \
-           f"{interval}"
-    if finite(shown_p(row)):
-        text += f"; {p_equals(shown_p(row))}"
+    parts = [f"{fmt.effect(row.get('effect'), relative)} "
+             f"{fmt.interval(row.get('ci_lower'), row.get('ci_upper'), relative)}"]
+    if evidence(row, record):
+        parts.append(evidence(row, record))
     if finite(chance):
-        text += f"; chance to beat control {fmt_chance(chance)}"
-    return text + ")."
+        parts.append(f"chance to win {fmt.chance(chance)}")
+    return f"{metric} for {variant}: {verdict}: {', '.join(parts)}."
 
 
 def decision_sentences(record: ReadoutRecord) -> tuple[str, list[str]]:
     """The headline decision and the sentences under it (plain text, not escaped).
 
     The sentences: that nothing (or not everything) could be computed, that the readout is not
-    trustworthy (as the record says), the decision of each variant (with its reasons) when there
-    are several variants or reasons, the record's notes (what the readout excluded or ignored,
-    and why), then one sentence per metric x variant of the results table.
+    trustworthy (as the record says), the record's notes (what the readout excluded or
+    ignored, and why) and one sentence per row that could not be computed. Each variant's
+    decision and its reasons are :func:`decision_reasons`; the rows' numbers are the results
+    table (:func:`workbench.readout.table.results_table`).
     """
     headline = record.decision or NO_DECISION
     sentences: list[str] = []
@@ -163,37 +154,52 @@ def decision_sentences(record: ReadoutRecord) -> tuple[str, list[str]]:
         sentences.append(SOME_NOT_COMPUTED.format(k=int(not_computed(results).sum()), n=n))
     if not record.trustworthy:
         sentences.append(NOT_TRUSTWORTHY)
-    if len(record.decisions) > 1 or record.reasons:
-        for variant, decision in record.decisions.items():
-            reasons = [str(r) for r in record.reasons.get(variant, ()) if r]
-            sentences.append(f"Decision for {variant}: {decision}"
-                             + (f" ({'; '.join(reasons)})." if reasons else "."))
     # what the readout excluded or ignored, and why (and sections it skipped)
     sentences += [str(note) for note in record.notes if note]
     if results is None or results.empty:
         return headline, sentences
-    chances = chance_to_win(record)
     for row in results.to_dict("records"):
-        sentences.append(metric_sentence(row, record,
-                                         chances.get((row.get("metric"), row.get("variant")))))
+        error = row.get("error_message")
+        if isinstance(error, str) and error:
+            sentences.append(metric_sentence(row, record))
     return headline, sentences
 
 
-def results_rows(record: ReadoutRecord) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the results table (metric, variant, effect, p-value, chance)."""
-    relative = is_relative(record)
-    chances = chance_to_win(record)
-    head = ["metric", "variant", "lift" if relative else "difference", "p-value"]
-    if chances:
-        head.append("chance to beat control")
-    rows = []
-    for r in record.results.to_dict("records"):
-        row = [str(r.get("metric")), str(r.get("variant")), fmt_effect(r.get("effect"), relative),
-               fmt_p(shown_p(r))]
-        if chances:
-            row.append(fmt_chance(chances.get((r.get("metric"), r.get("variant")))))
-        rows.append(row)
-    return head, rows
+def decision_reasons(record: ReadoutRecord) -> list[tuple[str, list[str]]]:
+    """``[("Decision for b: ship", [reason, ...]), ...]``: each variant's decision with the
+    readout's reasons for it (worded by :mod:`workbench.readout.decision`)."""
+    out = []
+    for variant, decision in record.decisions.items():
+        reasons = [str(r) for r in record.reasons.get(variant, ()) if r]
+        if reasons or len(record.decisions) > 1:
+            out.append((f"Decision for {variant}: {decision}", reasons))
+    return out
+
+
+def results_table(record: ReadoutRecord) -> table.ResultsTable:
+    """THE results table of the record (the notebook's and the report's too)."""
+    return table.results_table(record)
+
+
+def section_tables(record: ReadoutRecord) -> list[tuple[str, str, Any]]:
+    """``(name, title, frame)`` of the record's arm-versus-arm, robustness, power and
+    simulation tables, in that order, when it has them."""
+    out = []
+    for name in (ARMS, ROBUSTNESS, POWER, SIMULATION):
+        frame = record.table(name)
+        if frame is not None and not frame.empty:
+            out.append((name, table.TITLES[name], frame))
+    return out
+
+
+def robustness_sentence(record: ReadoutRecord) -> str:
+    """The robustness table in one sentence, as the readout words it (empty without one)."""
+    frame = record.table(ROBUSTNESS)
+    if frame is None or frame.empty:
+        return ""
+    from workbench.readout.robustness import summary
+
+    return summary(frame)
 
 
 def _quality():
@@ -217,11 +223,11 @@ def srm_status(record: ReadoutRecord) -> tuple[str, str]:
         return "warning", SRM_NOT_CHECKED
     status = str(rows["status"].iloc[0])
     if status == quality.ERROR:
-        return "bad", SRM_MISMATCH.format(p=p_equals(p)) + (
+        return "bad", SRM_MISMATCH.format(p=fmt.p_equals(p)) + (
             "" if record.trustworthy else SRM_UNTRUSTED)
     if status == quality.WARNING:
-        return "warning", SRM_DOUBT.format(p=p_equals(p))
-    return "good", SRM_MATCH.format(p=p_equals(p))
+        return "warning", SRM_DOUBT.format(p=fmt.p_equals(p))
+    return "good", SRM_MATCH.format(p=fmt.p_equals(p))
 
 
 def quality_status(record: ReadoutRecord) -> tuple[str, list[str]]:

@@ -26,7 +26,7 @@ from workbench.dashboards.catalogue import (
     published_only_default,
 )
 from workbench.errors import DataError
-from workbench.readout.record import RESULTS, SEGMENTS, TIMESERIES, ReadoutRecord
+from workbench.readout.record import RESULTS, ROBUSTNESS, SEGMENTS, TIMESERIES, ReadoutRecord
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,20 @@ def _bullets(lines: list[str], margin: str = "6px 0 0 0") -> str:
         return ""
     return (f"<ul style='margin:{margin}'>" + "".join(f"<li>{esc(s)}</li>" for s in lines)
             + "</ul>")
+
+
+def _reasons(items: list[tuple[str, list[str]]]) -> str:
+    """Each variant's decision with its reasons under it (nested bullets)."""
+    if not items:
+        return ""
+    return ("<ul class='wb-reasons' style='margin:6px 0 0 0'>" + "".join(
+        f"<li><b>{esc(head)}</b>" + _bullets(why, "2px 0 4px 0") + "</li>"
+        for head, why in items) + "</ul>")
+
+
+# Widget HTML inherits a 28 px line height and clips what overflows: tables set their own
+# line height and scroll sideways inside a full-width widget rather than being cut off.
+_TABLE_WRAP = "<div style='line-height:1.4;overflow-x:auto;max-width:100%'>{}</div>"
 
 
 # ------------------------------------------------------------------------------- kernel side
@@ -363,7 +377,7 @@ class ExperimentDashboard(_Dashboard):
         self.widget = w.VBox([
             w.HTML("<h2 style='margin:4px 0'>Experiment results</h2>"),
             self.notice, w.HBox([self.experiment_select, self.run_select]), self.body,
-        ], layout=w.Layout(max_width="1200px", padding="0 12px"))
+        ], layout=w.Layout(max_width="1400px", padding="0 12px"))
         self.start()
 
     def accepts(self, record: RunRecord) -> bool:
@@ -381,8 +395,8 @@ class ExperimentDashboard(_Dashboard):
         headline, sentences = text.decision_sentences(record)
         decision = w.HTML(box(
             "<div style='font-size:13px;color:#555'>Decision</div>"
-            f"<div style='font-size:20px;font-weight:600'>{esc(headline)}</div>"
-            + _bullets(sentences), "info"))
+            f"<div style='font-size:20px;font-weight:600;line-height:1.3'>{esc(headline)}</div>"
+            + _reasons(text.decision_reasons(record)) + _bullets(sentences), "info"))
         srm_kind, srm_text = text.srm_status(record)
         dq_kind, dq_lines = text.quality_status(record)
         status = w.HBox([
@@ -391,10 +405,13 @@ class ExperimentDashboard(_Dashboard):
                        + _bullets(dq_lines[1:], "4px 0 0 0"), dq_kind))])
         results = record.results
         relative = text.is_relative(record)
+        table = self._wide("Results", lambda: [self._full_width(self._results_html(record))])
         lift = self._safe(f"Lift by metric ({text.level(record)} intervals)", lambda: [
             self._image(_plotted(plots().plot_forest, results, percent=relative, width=7.2,
-                                 height=0.45 * len(results) + 1.5))])
-        chance = self._safe("Chance to win", lambda: [w.HTML(self._chance_html(record))])
+                                 height=0.45 * len(results) + 1.5), max_width="720px")])
+        extra = [self._wide(title, lambda n=name, f=frame: [
+            self._full_width(self._section_html(record, n, f))])
+            for name, title, frame in text.section_tables(record)]
         metrics = list(dict.fromkeys(results["metric"]))
         segments = record.table(SEGMENTS)
         dimensions = (list(dict.fromkeys(segments["dimension"].dropna()))
@@ -410,19 +427,39 @@ class ExperimentDashboard(_Dashboard):
         finally:
             self._updating = False
         self._render_metric()
-        return [decision, status, w.HBox([lift, chance]),
+        return [decision, status, table, lift, *extra,
                 w.HTML("<h3 style='margin:14px 0 4px'>One metric over time and by segment</h3>"),
                 w.HBox([self.metric_select, self.dimension_select]), self.metric_area]
 
+    def _wide(self, title: str, build) -> Any:
+        """A full-width section (a table): no right margin of its own."""
+        section = self._safe(title, build)
+        section.layout.margin = "0"
+        return section
+
+    def _full_width(self, inner_html: str) -> Any:
+        return self.widgets.HTML(_TABLE_WRAP.format(inner_html))
+
     @staticmethod
-    def _chance_html(record: ReadoutRecord) -> str:
+    def _results_html(record: ReadoutRecord) -> str:
+        """THE results table (:func:`workbench.readout.table.results_table`), as in the
+        notebook and the report."""
         if record.results.empty:
             return box(esc(text.NO_RESULTS), "warning")
-        head, rows = text.results_rows(record)
         note = ("" if text.chance_to_win(record) else
-                "<p style='font-size:12px;color:#555;max-width:420px'>"
+                "<p style='font-size:12px;color:#555;max-width:640px'>"
                 f"{esc(text.NO_BAYESIAN)}</p>")
-        return table_html(head, rows) + note
+        return text.results_table(record).to_html() + note
+
+    @staticmethod
+    def _section_html(record: ReadoutRecord, name: str, frame) -> str:
+        """One of the record's other tables (arms, robustness, power, simulation), with the
+        readout's one-line reading of the robustness table above it."""
+        from workbench.readout.table import table_html
+
+        line = text.robustness_sentence(record) if name == ROBUSTNESS else ""
+        head = f"<p style='margin:2px 0 6px'>{esc(line)}</p>" if line else ""
+        return head + table_html(name, frame, text.is_relative(record))
 
     def _on_metric(self, change):
         if change["new"] is not None and change["new"] not in change["owner"].options:
@@ -520,7 +557,7 @@ class ModelDashboard(_Dashboard):
         summary = {k: v for k, v in (run.summary or {}).items() if not isinstance(v, dict | list)}
         head = (summary.pop("headline", "") or (scores_run.summary or {}).get("headline")
                 or text.MODEL_TASK.format(experiment=run.record.experiment))
-        facts = [f"{k.replace('_', ' ')}: {text.fmt_value(v)}" for k, v in list(summary.items())[:8]]
+        facts = [f"{k.replace('_', ' ')}: {text.cell(v)}" for k, v in list(summary.items())[:8]]
         children = [w.HTML(box(f"<div style='font-size:18px;font-weight:600'>{esc(head)}</div>"
                                + _bullets(facts), "info"))]
         drift = sources["drift"]
@@ -559,7 +596,7 @@ class ModelDashboard(_Dashboard):
         table = source.table("scores")
         if table is not None and not table.empty:
             head = [str(c) for c in table.columns]
-            rows = [[text.fmt_value(v) for v in row] for row in table.itertuples(index=False)]
+            rows = [[text.cell(v) for v in row] for row in table.itertuples(index=False)]
             out.append(self.widgets.HTML(table_html(head, rows)))
         figures = [f for f in (self._figure(source, "scores"), self._figure(source, "roc")) if f]
         if figures:
@@ -594,7 +631,7 @@ class ModelDashboard(_Dashboard):
         table = source.table("drift")
         columns = [c for c in ("column", "method", "statistic", "threshold", "drifted", "status")
                    if c in table.columns]
-        rows = [[text.fmt_value(v) if not isinstance(v, str) else v for v in row]
+        rows = [[text.cell(v) if not isinstance(v, str) else v for v in row]
                 for row in table[columns].itertuples(index=False)]
         return [self.widgets.HTML(table_html(columns, rows))]
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench import format as fmt
 from workbench.data.schema import TABLES, Column
 from workbench.data.sources import execute
 from workbench.errors import SchemaError
@@ -192,7 +193,7 @@ class QualityReport:
                 lines.append(f"  {r.experiment_id:<20} {r.variant:<14} {int(r.units):>10,}  "
                              f"planned {r.planned_weight:.3f}, expected {r.expected_units:,.0f}")
             for eid, p in self.srm_p_values.items():
-                lines.append(f"  SRM chi-square p-value ({eid}): {p:.3g}")
+                lines.append(f"  SRM chi-square p-value ({eid}): {fmt.p_value(p)}")
         return Summary("\n".join(lines), self._html())
 
     def _html(self) -> str:
@@ -202,14 +203,16 @@ class QualityReport:
         for r in self.checks.itertuples(index=False):
             cells = "".join(
                 f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>"
-                for v in (r.check, r.table, r.column, r.status, r.count,
-                          "" if pd.isna(r.share) else f"{r.share:.4g}",
-                          "" if pd.isna(r.p_value) else f"{r.p_value:.3g}", r.message))
+                for v in (r.check, r.table, r.column, r.status, fmt.cell(r.count),
+                          "" if pd.isna(r.share) else fmt.percent(r.share, 2),
+                          "" if pd.isna(r.p_value) else fmt.p_value(r.p_value), r.message))
             body.append(f'<tr style="background:{colours[r.status]}">{cells}</tr>')
         verdict = "OK" if self.ok else "<span style='color:#b00'>FAILED</span>"
         counts = ""
         if len(self.variant_counts):
-            counts = self.variant_counts.to_html(index=False, float_format=lambda x: f"{x:.4g}")
+            counts = fmt.table_html(self.variant_counts, "Units per variant",
+                                    {"planned_weight": lambda v: fmt.percent(v, 1),
+                                     "expected_units": fmt.count, "units": fmt.count})
         return (f"<p><b>Validation of {html.escape(self.source)}: {verdict}</b></p>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
                 + counts)

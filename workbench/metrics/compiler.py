@@ -146,18 +146,41 @@ class StatisticsCompiler:
         df = df.sort_values(["__o", *groups, "__v", "variant"], kind="stable")
         return df.drop(columns=["__o", "__v"]).reset_index(drop=True)
 
-    def overall_expr(self):
-        """The Ibis expression of the per-variant statistics (wide: ``<metric>|<stat>``)."""
+    def overall_expr(self, extra=None):
+        """The Ibis expression of the per-variant statistics (wide: ``<metric>|<stat>``);
+        ``extra(t)`` adds aggregates of the unit table ``t`` (the quantiles)."""
         t = self.unit_values()
-        return t.group_by("variant").aggregate(**self._statistics(t))
+        return t.group_by("variant").aggregate(**self._statistics(t),
+                                               **(extra(t) if extra else {}))
 
     def sufficient_stats(self) -> pd.DataFrame:
         """Stats-engine input: one row per metric x variant."""
-        return self._to_long(execute(self.overall_expr()), ["variant"])
+        from workbench.metrics import quantile
+
+        plan = quantile.unit_plan(self)
+        wide = execute(self.overall_expr(quantile.unit_aggregates(plan)))
+        return quantile.add_quantiles(self, self._to_long(wide, ["variant"]), wide, plan)
+
+    def _additive(self):
+        """This compiler without quantile metrics (their statistics do not add over segments or
+        days), or None when nothing is left; ``self`` when there is none."""
+        from workbench.metrics.quantile import without_quantiles
+
+        rest = without_quantiles(self.metrics)
+        if len(rest) == len(self.metrics):
+            return self
+        if not rest:
+            return None
+        out = self.with_metrics(rest)
+        out._caps = self._caps
+        return out
 
     def segment_stats(self, dimensions: Sequence[str], top_n: int = 5) -> pd.DataFrame:
         """Stats-engine input per metric x variant x segment (``dimension``, ``segment``)."""
-        dimension, segment, _ = GROUP_COLUMNS
+        if self._additive() is not self:  # quantile metrics are left out
+            sub = self._additive()
+            return pd.DataFrame() if sub is None else sub.segment_stats(dimensions, top_n)
+        dimension, segment = GROUP_COLUMNS[:2]
         frames = []
         for dim in dimensions:
             wide = execute(self.segment_expr(dim, self.top_values(dim, top_n)))
@@ -371,8 +394,8 @@ class MetricCompiler(StatisticsCompiler):
         """
         import ibis
 
-        metrics = [m for m in self.metrics
-                   if all(agg.aggregation != "distinct" for _, agg, _ in m.parts)]
+        metrics = [m for m in self.metrics if m.kind != "quantile"
+                   and all(agg.aggregation != "distinct" for _, agg, _ in m.parts)]
         if not metrics:
             return pd.DataFrame()
         caps = {(r["metric"], r["column"]): float(r["cap"])

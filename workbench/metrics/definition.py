@@ -19,6 +19,11 @@ each metric). One metric::
       cuped: true                     # pre-period covariate: the same aggregation before start_date
       pre_period_days: 14
       log_stats: false                # mean metrics: emit positive_n, log_sum, log_sum_squares
+      margin: {relative: 0.01}        # or {absolute: 0.5}: tolerated harm (non-inferiority)
+      margin_kind: non-inferiority    # or superiority (then the margin is the gain required)
+      quantile: 0.9                   # kind: quantile only: the level (0.5 median, 0.9 p90)
+      level: unit                     # quantiles: of the unit values (default), or `event`: of
+                                      # `column` over all qualifying events (no aggregation)
 
 Metrics of a per-unit table (one row per unit, :meth:`workbench.Experiment.from_units`) are
 declared on its columns; ``role``, ``higher_is_better``, ``cap``, ``description`` and
@@ -26,6 +31,7 @@ declared on its columns; ``role``, ``higher_is_better``, ``cap``, ``description`
 
     - {name: revenue, kind: mean, column: revenue, pre_column: pre_revenue}   # CUPED on pre_revenue
     - {name: converted, kind: proportion, column: converted}                  # 1 when > 0
+    - {name: p90_latency, kind: quantile, column: latency, quantile: 0.9}    # no CUPED, no cap
     - name: aov
       kind: ratio                     # sum of revenue / sum of orders
       numerator: revenue              # column names (not mappings)
@@ -36,7 +42,7 @@ declared on its columns; ``role``, ``higher_is_better``, ``cap``, ``description`
 A metric is per-unit when it names ``pre_column``/``pre_numerator``/``pre_denominator``, a ratio
 whose numerator is a column name, or a mean/proportion with a ``column`` but no
 ``aggregation``, ``event_type`` or ``where``. In Python: :func:`mean`, :func:`proportion`,
-:func:`ratio`.
+:func:`ratio`, :func:`quantile`.
 
 An event log whose columns have other names maps them in a top-level ``columns:`` mapping of
 the file (documented name -> yours; :func:`load_columns`)::
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +72,21 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _METRIC_KEYS = {
     "name", "description", "kind", "event_type", "where", "aggregation", "column", "numerator",
     "denominator", "window_days", "cap", "higher_is_better", "role", "cuped", "pre_period_days",
-    "log_stats",
+    "log_stats", "quantile", "level",
 }
 # Per-unit (column) metrics: the keys they may have; defaults with other keys are not applied.
 _UNIT_KEYS = {
     "name", "description", "kind", "column", "pre_column", "numerator", "denominator",
     "pre_numerator", "pre_denominator", "cap", "higher_is_better", "role", "log_stats",
+    "quantile",
 }
+_METRIC_KEYS |= {"margin", "margin_kind"}  # margins (workbench/stats/margin.py)
+_UNIT_KEYS |= {"margin", "margin_kind"}
+MARGIN_SCALES = ("relative", "absolute")
+MARGIN_KINDS = ("non-inferiority", "superiority")
 _UNIT_MARKERS = ("pre_column", "pre_numerator", "pre_denominator")
 EVENTS, UNITS = "events", "units"
+LEVELS = ("unit", "event")  # quantile metrics: of unit values, or of all events (clustered)
 _AGG_KEYS = {"event_type", "where", "aggregation", "column"}
 
 
@@ -142,6 +154,11 @@ class MetricDefinition:
     table: str = EVENTS
     pre_numerator: str | None = None
     pre_denominator: str | None = None
+    quantile: float | None = None
+    level: str = "unit"
+    margin: float | None = None
+    margin_scale: str = "relative"
+    margin_kind: str = "non-inferiority"
 
     @property
     def unit_columns(self) -> dict[str, str]:
@@ -171,6 +188,8 @@ class MetricDefinition:
         ``w`` their pre-period values (CUPED covariates); ``period`` is ``"during"`` or ``"pre"``.
         The compiler computes one column per part and the statistics that need only these.
         """
+        if self.level == "event":  # computed from the events by metrics/quantile.py
+            return ()
         parts = [("y", self.numerator, "during")]
         if self.denominator is not None:
             parts.append(("d", self.denominator, "during"))
@@ -244,7 +263,7 @@ def parse_metric(spec: Mapping, defaults: Mapping | None = None) -> MetricDefini
             f"metric {name!r}, field 'name': must be an identifier (letters, digits, _)")
     if _is_unit_metric(spec, {**(defaults or {}), **spec}):
         return _parse_unit_metric(spec, defaults or {})
-    spec = {**(defaults or {}), **spec}
+    own, spec = spec, {**(defaults or {}), **spec}
     for key in spec:
         if key not in _METRIC_KEYS:
             raise fail(name, key, "unknown field")
@@ -269,6 +288,15 @@ def parse_metric(spec: Mapping, defaults: Mapping | None = None) -> MetricDefini
         numerator = _parse_aggregate(
             name, {k: spec[k] for k in _AGG_KEYS if k in spec}, "",
             "any" if kind == "proportion" else "count")
+    quantile, level = _quantile_fields(name, kind, spec, own)
+    if level == "event":  # the values of `column` over the qualifying events
+        for key in ("aggregation",):
+            if key in own:
+                raise fail(name, key, "an event-level quantile takes the values of `column` "
+                           "over events (no per-unit aggregation)")
+        if not spec.get("column"):
+            raise fail(name, "column", "an event-level quantile needs a column")
+        numerator = replace(numerator, aggregation="sum")
     window = spec.get("window_days")
     if window is not None and (not isinstance(window, int | float) or isinstance(window, bool)
                                or window <= 0):
@@ -277,12 +305,34 @@ def parse_metric(spec: Mapping, defaults: Mapping | None = None) -> MetricDefini
     cuped = spec.get("cuped", False)
     if not isinstance(cuped, bool):
         raise fail(name, "cuped", f"must be true or false, got {cuped!r}")
+    if kind == "quantile":  # a `cuped: true` of the defaults is not for quantiles
+        if own.get("cuped"):
+            raise fail(name, "cuped", "CUPED does not apply to quantile metrics")
+        cuped = False
     pre_days = spec.get("pre_period_days", 14)
     if not isinstance(pre_days, int) or isinstance(pre_days, bool) or pre_days <= 0:
         raise fail(name, "pre_period_days", f"must be a positive integer, got {pre_days!r}")
     return MetricDefinition(
         name=name, kind=kind, numerator=numerator, denominator=denominator,
-        window_days=window, cuped=cuped, pre_period_days=pre_days, **common)
+        window_days=window, cuped=cuped, pre_period_days=pre_days, quantile=quantile,
+        level=level, **common)
+
+
+def _quantile_fields(name: str, kind: str, spec: Mapping, own: Mapping) -> tuple:
+    """``quantile`` (the level q in (0, 1)) and ``level`` of a quantile metric; neither
+    elsewhere."""
+    if kind != "quantile":
+        for key in ("quantile", "level"):
+            if key in own:
+                raise fail(name, key, f"only quantile metrics have one (kind is {kind!r})")
+        return None, "unit"
+    q = spec.get("quantile")
+    if not isinstance(q, int | float) or isinstance(q, bool) or not 0 < q < 1:
+        raise fail(name, "quantile", f"must be a level in (0, 1), e.g. 0.9, got {q!r}")
+    level = spec.get("level", "unit")
+    if level not in LEVELS:
+        raise fail(name, "level", f"must be one of {LEVELS}, got {level!r}")
+    return float(q), level
 
 
 def _common(name: str, kind: str, spec: Mapping) -> dict:
@@ -292,6 +342,8 @@ def _common(name: str, kind: str, spec: Mapping) -> dict:
     if cap is not None:
         if kind == "proportion":
             raise fail(name, "cap", "a proportion cannot be capped")
+        if kind == "quantile":
+            raise fail(name, "cap", "a quantile is not moved by outliers: it needs no cap")
         if not isinstance(cap, Mapping) or len(cap) != 1 or not ({"value", "percentile"} & set(cap)):
             raise fail(name, "cap", "must be {value: X} or {percentile: q}")
         if "value" in cap:
@@ -318,13 +370,37 @@ def _common(name: str, kind: str, spec: Mapping) -> dict:
     if log_stats and kind != "mean":
         raise fail(name, "log_stats", "only mean metrics emit log statistics")
     return dict(description=str(spec.get("description") or ""), cap_value=cap_value,
-                cap_percentile=cap_pct, higher_is_better=hib, role=role, log_stats=log_stats)
+                cap_percentile=cap_pct, higher_is_better=hib, role=role, log_stats=log_stats,
+                **_margin(name, spec))
+
+
+def _margin(name: str, spec: Mapping) -> dict:
+    """``margin: {relative: 0.01}`` or ``{absolute: 0.5}`` (>= 0, tolerated harm or required
+    gain in the good direction) and ``margin_kind``: non-inferiority (default) or
+    superiority (declared; e.g. a primary metric's minimum worthwhile effect)."""
+    margin = spec.get("margin")
+    kind = spec.get("margin_kind", "non-inferiority")
+    if kind not in MARGIN_KINDS:
+        raise fail(name, "margin_kind", f"must be one of {MARGIN_KINDS}, got {kind!r}")
+    if margin is None:
+        if "margin_kind" in spec:
+            raise fail(name, "margin_kind", "needs a margin ({relative: x} or {absolute: x})")
+        return {}
+    if not isinstance(margin, Mapping) or len(margin) != 1 or not set(margin) <= set(MARGIN_SCALES):
+        raise fail(name, "margin", f"must be {{relative: x}} or {{absolute: x}}, got {margin!r}")
+    (scale, value), = margin.items()
+    if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value) \
+            or value < 0:
+        raise fail(name, f"margin.{scale}", f"must be a finite number >= 0, got {value!r}")
+    return dict(margin=float(value), margin_scale=scale, margin_kind=kind)
 
 
 def _is_unit_metric(own: Mapping, merged: Mapping) -> bool:
     """Whether a metric mapping declares a per-unit (column) metric; see the module docstring."""
     if any(k in own for k in _UNIT_MARKERS):
         return True
+    if merged.get("level") == "event":
+        return False
     if merged.get("kind") == "ratio":
         return isinstance(own.get("numerator"), str) or isinstance(own.get("denominator"), str)
     return "column" in own and not ({"aggregation", "event_type", "where"} & set(merged))
@@ -368,11 +444,14 @@ def _parse_unit_metric(own: Mapping, defaults: Mapping) -> MetricDefinition:
         den = None
         pre_num = _column_name(name, "pre_column", spec.get("pre_column"), False)
         pre_den = None
+    quantile, _ = _quantile_fields(name, kind, spec, spec)
+    if kind == "quantile" and pre_num is not None:
+        raise fail(name, "pre_column", "CUPED does not apply to quantile metrics")
     return MetricDefinition(
         name=name, kind=kind, numerator=Aggregate("sum", num),
         denominator=None if den is None else Aggregate("sum", den),
         cuped=pre_num is not None, table=UNITS, pre_numerator=pre_num,
-        pre_denominator=pre_den, **_common(name, kind, spec))
+        pre_denominator=pre_den, quantile=quantile, **_common(name, kind, spec))
 
 
 def _unit_spec(kind: str, name: str | None, default_name: str, cap: Any, **fields) -> dict:
@@ -387,7 +466,8 @@ def _unit_spec(kind: str, name: str | None, default_name: str, cap: Any, **field
 
 def mean(column: str, cuped: str | None = None, *, name: str | None = None,
          role: str = "secondary", higher_is_better: bool = True, cap: Any = None,
-         description: str = "", log_stats: bool = False) -> MetricDefinition:
+         description: str = "", log_stats: bool = False, margin: Any = None,
+         margin_kind: str | None = None) -> MetricDefinition:
     """A per-unit mean metric: the average of ``column`` over units.
 
     Parameters
@@ -401,30 +481,59 @@ def mean(column: str, cuped: str | None = None, *, name: str | None = None,
         ``column``.
     role, higher_is_better, description, log_stats
         As in the YAML (module docstring).
+    margin, margin_kind : mapping, str, optional
+        ``{"relative": 0.01}`` or ``{"absolute": 0.5}``; "non-inferiority" (default) or
+        "superiority" (:mod:`workbench.stats.margin`).
     cap : float or mapping, optional
         Winsorize unit values: a number (upper bound), ``{"value": x}`` or
         ``{"percentile": q}``.
     """
     return parse_metric(_unit_spec(
         "mean", name, column, cap, column=column, pre_column=cuped, role=role,
-        higher_is_better=higher_is_better, description=description, log_stats=log_stats))
+        higher_is_better=higher_is_better, description=description, log_stats=log_stats,
+        margin=margin, margin_kind=margin_kind))
 
 
 def proportion(column: str, cuped: str | None = None, *, name: str | None = None,
                role: str = "secondary", higher_is_better: bool = True,
-               description: str = "") -> MetricDefinition:
+               description: str = "", margin: Any = None,
+               margin_kind: str | None = None) -> MetricDefinition:
     """A per-unit proportion: the share of units whose ``column`` is positive (or true).
 
     Parameters as :func:`mean` (a proportion cannot be capped).
     """
     return parse_metric(_unit_spec(
         "proportion", name, column, None, column=column, pre_column=cuped, role=role,
+        higher_is_better=higher_is_better, description=description, margin=margin,
+        margin_kind=margin_kind))
+
+
+def quantile(column: str, q: float, *, name: str | None = None, role: str = "secondary",
+             higher_is_better: bool = True, description: str = "") -> MetricDefinition:
+    """A per-unit quantile metric: the ``q`` quantile of ``column`` over units (e.g.
+    ``wb.quantile("latency", 0.9)`` for p90), compared by the outer confidence interval
+    (:mod:`workbench.stats.quantile`).
+
+    Parameters
+    ----------
+    column : str
+        Column of the per-unit table (NULL, NaN and inf count as 0, as for :func:`mean`).
+    q : float
+        The level, in (0, 1): 0.5 for the median, 0.9 for p90.
+    name, role, higher_is_better, description
+        As :func:`mean` (the default name is ``<column>_p<100 q>``, e.g. ``latency_p90``).
+    """
+    default = f"{column}_p{format(100 * q, 'g').replace('.', '_')}" \
+        if isinstance(q, int | float) else column
+    return parse_metric(_unit_spec(
+        "quantile", name, default, None, column=column, quantile=q, role=role,
         higher_is_better=higher_is_better, description=description))
 
 
 def ratio(numerator: str, denominator: str, cuped: tuple[str, str] | None = None, *,
           name: str | None = None, role: str = "secondary", higher_is_better: bool = True,
-          cap: Any = None, description: str = "") -> MetricDefinition:
+          cap: Any = None, description: str = "", margin: Any = None,
+          margin_kind: str | None = None) -> MetricDefinition:
     """A per-unit ratio metric: ``sum(numerator) / sum(denominator)`` over units (delta method).
 
     Parameters
@@ -444,7 +553,8 @@ def ratio(numerator: str, denominator: str, cuped: tuple[str, str] | None = None
     return parse_metric(_unit_spec(
         "ratio", name, f"{numerator}_per_{denominator}", cap, numerator=numerator,
         denominator=denominator, pre_numerator=pre_num, pre_denominator=pre_den, role=role,
-        higher_is_better=higher_is_better, description=description))
+        higher_is_better=higher_is_better, description=description, margin=margin,
+        margin_kind=margin_kind))
 
 
 def _read_yaml(source: Any) -> Any:

@@ -129,7 +129,11 @@ class UnitCompiler(StatisticsCompiler):
 
     def sufficient_stats(self) -> pd.DataFrame:
         """Stats-engine input: one row per metric x variant (planned variants included)."""
-        return self._to_long(self._wide(self.overall_expr(), [VARIANT]), [VARIANT])
+        from workbench.metrics import quantile
+
+        plan = quantile.unit_plan(self)
+        wide = self._wide(self.overall_expr(quantile.unit_aggregates(plan)), [VARIANT])
+        return quantile.add_quantiles(self, self._to_long(wide, [VARIANT]), wide, plan)
 
     def _check_dimension(self, dimension: str) -> None:
         if dimension not in self.table.columns:
@@ -161,7 +165,10 @@ class UnitCompiler(StatisticsCompiler):
     # -- per day (cumulative) ------------------------------------------------------------
     def daily_stats(self) -> pd.DataFrame:
         """Cumulative statistics per ``date``: the units whose ``date`` is on or before each
-        day. Empty without a ``date`` column (no time series)."""
+        day. Empty without a ``date`` column (no time series). Quantile metrics are left out."""
+        if self._additive() is not self:
+            sub = self._additive()
+            return pd.DataFrame() if sub is None else sub.daily_stats()
         if self.date is None:
             return pd.DataFrame()
         t = self._values()

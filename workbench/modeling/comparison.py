@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
+from workbench import format as fmt
 from workbench.errors import ModelError
 from workbench.modeling.features import (
     fixed_categories,
@@ -199,7 +200,9 @@ class ModelComparison:
         with pd.option_context("display.width", 200, "display.precision", 4):
             text = self.headline() + "\n" + self.scores.to_string(index=False)
         html_text = (f"<p><b>{html.escape(self.headline())}</b></p>"
-                     + self.scores.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+                     + fmt.table_html(self.scores, title=f"Cross-validated scores "
+                                      f"({self.cv} folds: mean and sd across folds; "
+                                      "fit_seconds: mean per fold)"))
         return Summary(text, html_text)
 
     def _repr_html_(self) -> str:

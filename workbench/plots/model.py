@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from workbench import format as fmt
+
 
 def _axes(ax, figsize=(7, 4)):
     if ax is not None:
@@ -19,23 +21,39 @@ def _axes(ax, figsize=(7, 4)):
 
 
 def plot_scores(comparison, metric: str | None = None, ax=None):
-    """Cross-validated score of each model, mean with +/- 1 sd across folds."""
+    """Cross-validated score of each model, mean with +/- 1 sd across folds.
+
+    Bars start at a meaningful origin, never at a zoomed range that makes 0.77 against 0.78
+    look like a rout: ROC AUC from 0.5 (a model that ranks at random, said on the axis),
+    every other metric from 0. Each bar carries its value.
+    """
     frame = comparison.to_frame()
     metric = metric or comparison.primary_metric
     if f"{metric}_mean" not in frame:
         raise ValueError(f"plot_scores: unknown metric {metric!r}; have {comparison.metrics}")
     ax = _axes(ax, (6, 0.6 * len(frame) + 1.5))
+    means = frame[f"{metric}_mean"].to_numpy(dtype=float)
+    sds = frame[f"{metric}_sd"].fillna(0).to_numpy(dtype=float)
+    lo, hi = float(np.nanmin(means - sds)), float(np.nanmax(means + sds))
+    label = f"{metric} ({comparison.cv}-fold CV, mean +/- sd)"
+    if metric == "roc_auc":  # bars of the whole value, seen from 0.5 on
+        limits = (min(0.5, lo), 1.0)
+        label = (f"ROC AUC ({comparison.cv}-fold CV, mean +/- sd); the axis starts at 0.5, "
+                 "a model that ranks at random")
+    else:
+        limits = (min(0.0, 1.1 * lo), max(0.0, 1.1 * hi))
+        if limits[0] == limits[1]:
+            limits = (limits[0], limits[0] + 1)
     y = np.arange(len(frame))
-    ax.barh(y, frame[f"{metric}_mean"], xerr=frame[f"{metric}_sd"], color="#4C72B0", alpha=0.85,
-            capsize=4)
+    ax.barh(y, means, xerr=sds, color="#4C72B0", alpha=0.85, capsize=4)
     ax.set_yticks(y, frame["model"])
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric} ({comparison.cv}-fold CV, mean +/- sd)")
+    ax.set_xlabel(label)
     ax.set_title("Model comparison")
-    lo = np.nanmin(frame[f"{metric}_mean"] - frame[f"{metric}_sd"])
-    hi = np.nanmax(frame[f"{metric}_mean"] + frame[f"{metric}_sd"])
-    pad = 0.15 * (hi - lo) if hi > lo else 0.05
-    ax.set_xlim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
+    ax.set_xlim(*limits)
+    for i, value in enumerate(means):
+        ax.annotate(fmt.number(value), (value, i), xytext=(4, 9), textcoords="offset points",
+                    fontsize="small")
     return ax
 
 
@@ -167,5 +185,5 @@ def plot_drift(result, ax=None):
     ax.invert_yaxis()
     ax.axvline(1, color="black", ls="--", lw=1)
     ax.set_xlabel("drift score / threshold (>= 1: drift)")
-    ax.set_title(result.headline().split(" on ")[0])
+    ax.set_title(result.verdict())
     return ax

@@ -492,6 +492,7 @@ class Experiment:
                 correction: str | None = None, alpha: float = 0.05,
                 difference: str = "relative", segment_correction: str | None = "holm",
                 top_n: int = 5, timeseries: bool = True, srm_threshold: float = SRM_THRESHOLD,
+                rule: decision.DecisionRule | None = None, robustness: bool = False,
                 **stats_options) -> AnalysisResult:
         """Full readout.
 
@@ -505,13 +506,24 @@ class Experiment:
         alpha : float
         difference : {'relative', 'absolute'}
         segment_correction : {None, 'holm', 'bh', 'bonferroni'}
-            Across the segments of each metric x variant x dimension.
+            Across the segments of each metric x variant x dimension; Cochran's Q tests of
+            heterogeneity are corrected across all of them (every metric x variant x
+            dimension).
         top_n : int
             Values of each dimension kept; the rest pooled as "(other)".
         timeseries : bool
             Also analyse the cumulative statistics day by day.
         srm_threshold : float
             SRM level of the data-quality checks (:meth:`validate`).
+        rule : DecisionRule, optional
+            The decision rule (:class:`workbench.readout.decision.DecisionRule`): primary
+            metrics, guardrails or an OEC; default the metrics' roles. With two or more
+            treatments the arms are also compared with each other
+            (:func:`workbench.readout.arms.compare`, ``result.arms``) and the decision says
+            why the chosen arm wins; ``result.reasons`` explains every arm's decision.
+        robustness : bool
+            Also re-take the decision under the other defensible analysis choices
+            (:meth:`robustness`, ``result.robustness``); off by default (a few more passes).
         **stats_options
             Passed to :func:`workbench.stats.analyze` (e.g. ``tuning`` or prior options).
         """
@@ -536,7 +548,7 @@ class Experiment:
         control = self.window.control
         kw = dict(control=control, method=method, alpha=alpha, difference=difference,
                   **stats_options)
-        stats = self.sufficient_stats()
+        stats = self._margins(self.sufficient_stats())
         res = stats_analyze(stats, correction=correction, **kw).to_frame()
         results = self._decorate(res, stats, alpha, report)
         results["srm_p_value"] = report.srm_p_value
@@ -544,7 +556,8 @@ class Experiment:
         seg_frame = pd.DataFrame()
         het = cochran_q(None)
         if segments:
-            seg_stats = self.sufficient_stats(segments=list(segments), top_n=top_n)
+            seg_stats = self._margins(self.sufficient_stats(segments=list(segments), top_n=top_n))
+        if len(seg_stats):  # empty when every metric is a quantile (they do not add up)
             seg_frame = self._segment_results(seg_stats, segment_correction, kw)
             seg_frame = self._decorate(seg_frame, seg_stats, alpha, report,
                                        adjusted=segment_correction is not None)
@@ -553,23 +566,63 @@ class Experiment:
             else:
                 freq = stats_analyze(seg_stats, correction=None, warn=False,
                                      **(kw | {"method": "frequentist"})).to_frame()
-            het = cochran_q(freq, alpha)
+            het = cochran_q(freq, alpha, correction=segment_correction)
         ts = pd.DataFrame()
         if timeseries:
-            daily = self.sufficient_stats(by_day=True)
+            daily = self._margins(self.sufficient_stats(by_day=True))
             if len(daily):
                 ts = stats_analyze(daily, correction=None, **kw).to_frame()
                 ts = self._decorate(ts, daily, alpha, report)
-        decisions, line = decision.decide(results, self.window.variants[1:], srm=report.srm,
-                                          srm_p_value=report.srm_p_value,
-                                          failed=decision.failed_checks(report))
+        from workbench.readout import arms
+
+        rule = rule if rule is not None else decision.DecisionRule()
+        treatments = list(self.window.variants[1:])
+        rule.roles(results)  # a rule naming a metric the readout lacks fails here, named
+        versus = arms.empty()
+        if len(treatments) > 1 and decision.computable(results) != decision.COMPUTABLE_NONE:
+            versus = arms.compare(stats, results, treatments, rule=rule,
+                                  correction=correction, **kw)
+        why = decision.explain(results, treatments, srm=report.srm,
+                               srm_p_value=report.srm_p_value,
+                               failed=decision.failed_checks(report), rule=rule, alpha=alpha,
+                               correction=correction, arms=versus)
+        decisions, line = why.decisions, why.decision
         notes = tuple(decision.data_notes(report, exclude_crossovers=self.exclude_crossovers))
-        return AnalysisResult(
+        result = AnalysisResult(
             experiment_id=self.experiment_id, method=method, alpha=alpha,
             difference=difference, control=control, results=results, segments=seg_frame,
             heterogeneity=het, timeseries=ts, validation=report, stats=stats,
             segment_stats=seg_stats, decisions=decisions, decision=line,
-            segment_correction=segment_correction, correction=correction, notes=notes)
+            segment_correction=segment_correction, correction=correction, notes=notes,
+            reasons=why.reasons, arms=versus, rule=rule)
+        if robustness:
+            from dataclasses import replace
+
+            result = replace(result, robustness=self.robustness(result, **stats_options))
+        return result
+
+    def robustness(self, result: AnalysisResult, **stats_options) -> pd.DataFrame:
+        """The decision of ``result`` re-taken under each other defensible analysis choice
+        (CUPED, caps, prior, correction, crossovers, fixed-horizon or sequential), one at a
+        time: :func:`workbench.readout.robustness.robustness`. Pass the ``**stats_options``
+        the readout was analysed with."""
+        from workbench.readout.robustness import robustness
+
+        return robustness(self, result, **stats_options)
+
+    def _margins(self, stats: pd.DataFrame) -> pd.DataFrame:
+        """The stats table with each metric's margin and direction (the margin input columns
+        of :mod:`workbench.stats.margin`) when a metric declares a margin."""
+        by_name = {m.name: m for m in self.metrics}
+        if stats.empty or not any(m.margin is not None for m in by_name.values()):
+            return stats
+        out = stats.copy()
+        metric = out["metric"].map(by_name)
+        out["margin"] = [np.nan if m is None or m.margin is None else m.margin for m in metric]
+        out["margin_scale"] = [None if m is None else m.margin_scale for m in metric]
+        out["margin_kind"] = [None if m is None else m.margin_kind for m in metric]
+        out["higher_is_better"] = [True if m is None else m.higher_is_better for m in metric]
+        return out
 
     @staticmethod
     def _segment_results(seg_stats: pd.DataFrame, method: str | None, kw: dict) -> pd.DataFrame:

@@ -45,10 +45,17 @@ PYMC_TABLES = (REVENUE_HURDLE, HIERARCHICAL)
 MCMC_COLUMNS = ("r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences")
 MCMC_OK = "diagnostics_ok"
 
-# MLflow metric fields per overall row: column -> metric key suffix.
-METRIC_FIELDS = {"effect": "lift", "ci_lower": "ci_lower", "ci_upper": "ci_upper",
-                 "p_value": "p_value", "p_value_adjusted": "p_value_adjusted",
-                 "chance_to_win": "chance_to_win"}
+# MLflow metric fields per overall row, key suffix -> what it holds: the numbers the results
+# table shows (workbench.readout.table), so MLflow reads like the notebook and the dashboard.
+# ``p_value`` is the SHOWN p-value (adjusted when a correction applied, labelled by the run's
+# ``workbench.p_values`` tag and run.json's ``p_value_label``), ``p_value_raw`` the unadjusted
+# one beside it; ``chance_to_win`` and ``risk`` are in the metric's good direction.
+METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper",
+                 "p_value": "shown p-value (table.shown_p)", "p_value_raw": "p_value",
+                 "chance_to_win": "table.chance_of", "risk": "table.risk_of",
+                 "margin": "margin", "margin_p_value": "margin_p_value",
+                 "margin_chance": "margin_chance"}
+P_VALUE_TAG = "workbench.p_values"
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
             "decision", "srm_p_value", "trustworthy")
 
@@ -156,7 +163,7 @@ class ReadoutRecord:
                    alpha=float(result.alpha), difference=result.difference,
                    control=result.control, correction=getattr(result, "correction", None),
                    decision=result.decision, decisions=dict(result.decisions),
-                   reasons=dict(getattr(result, "reasons", {}) or {}),
+                   reasons={k: list(v) for k, v in (getattr(result, "reasons", {}) or {}).items()},
                    srm_p_value=float(result.srm_p_value),
                    trustworthy=bool(result.trustworthy),
                    notes=[*getattr(result, "notes", ()), *notes],
@@ -211,13 +218,23 @@ class ReadoutRecord:
         """The JSON-able scalars of the record (``run.json``'s ``summary``)."""
         out = {name: getattr(self, name) for name in _SCALARS}
         out.update(decisions=self.decisions, reasons=self.reasons, notes=list(self.notes),
-                   tables=sorted(self.tables))
+                   tables=sorted(self.tables), p_value_label=self.p_value_label)
         out[SCHEMA_KEY] = self.schema_version
         return _jsonable(out)
 
+    @property
+    def p_value_label(self) -> str:
+        """What the shown p-values and intervals are: ``adjusted, Holm across 12
+        comparisons``, ``unadjusted``, or empty without p-values
+        (:func:`workbench.readout.table.correction_text`)."""
+        from workbench.readout.table import correction_text
+
+        return correction_text(self.tables.get(RESULTS), self.correction)
+
     def metrics(self) -> dict[str, float]:
-        """MLflow metrics: ``<metric>.<variant>.<field>`` for every overall results row (the
-        same numbers every surface shows), ``bayes.``-prefixed for the Bayesian table,
+        """MLflow metrics: ``<metric>.<variant>.<field>`` (:data:`METRIC_FIELDS`) for every
+        overall results row (the same numbers every surface shows: ``p_value`` is the shown,
+        adjusted one, ``p_value_raw`` the raw one), ``bayes.``-prefixed for the Bayesian table,
         ``srm_p_value``, and ``comparisons`` / ``comparisons_computed`` (overall rows, and those
         computed: 0 when nothing could be). Non-finite values are left out."""
         out: dict[str, float] = {}
@@ -226,8 +243,7 @@ class ReadoutRecord:
             if frame is None:
                 continue
             for row in frame.to_dict("records"):
-                for col, label in METRIC_FIELDS.items():
-                    value = row.get(col)
+                for label, value in _row_metrics(row).items():
                     if value is not None and isinstance(value, int | float) \
                             and math.isfinite(float(value)):
                         out[f"{prefix}{row['metric']}.{row['variant']}.{label}"] = float(value)
@@ -251,12 +267,15 @@ class ReadoutRecord:
 
     def tags(self) -> dict[str, str]:
         """MLflow tags: schema version, trustworthiness, how much was computed
-        (``workbench.computable``: all, some, none), the decision and, for the PyMC tables
+        (``workbench.computable``: all, some, none), the decision, what the shown p-values
+        are (``workbench.p_values``: :attr:`p_value_label`) and, for the PyMC tables
         (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`)."""
         return {"workbench.readout_schema": str(self.schema_version),
                 "workbench.trustworthy": str(self.trustworthy).lower(),
                 "workbench.computable": self.computable,
-                "workbench.decision": self.decision[:250], **self.mcmc_tags()}
+                "workbench.decision": self.decision[:250],
+                **({P_VALUE_TAG: self.p_value_label} if self.p_value_label else {}),
+                **self.mcmc_tags()}
 
     def mcmc_tags(self) -> dict[str, str]:
         """``workbench.mcmc.*`` tags read off the diagnostic columns of the PyMC tables.
@@ -285,6 +304,17 @@ class ReadoutRecord:
             out.update(_mcmc("workbench.mcmc", pd.concat([f for f, _ in fits]),
                              all(ok for _, ok in fits)))
         return out
+
+
+def _row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of one results row as MLflow logs them (:data:`METRIC_FIELDS`)."""
+    from workbench.readout.table import chance_of, risk_of, shown_p
+
+    return {"lift": row.get("effect"), "ci_lower": row.get("ci_lower"),
+            "ci_upper": row.get("ci_upper"), "p_value": shown_p(row),
+            "p_value_raw": row.get("p_value"), "chance_to_win": chance_of(row),
+            "risk": risk_of(row), "margin": row.get("margin"),
+            "margin_p_value": row.get("margin_p_value"), "margin_chance": row.get("margin_chance")}
 
 
 def _mcmc(prefix: str, fits: pd.DataFrame, ok: bool) -> dict[str, str]:

@@ -8,19 +8,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.readout.decision import (
-    COMPUTABLE_NONE,
-    VERDICT_HARM,
-    VERDICT_IMPROVED,
-    VERDICT_SRM,
-    VERDICT_WORSE,
-    computable,
-)
+from workbench import format as fmt
+from workbench.readout.decision import COMPUTABLE_NONE, computable
 from workbench.summary import Summary
 
-# Verdicts shown in colour in the HTML views.
-_COLOURS = {VERDICT_IMPROVED: "#1a7f37", VERDICT_WORSE: "#b00", VERDICT_HARM: "#b00",
-            VERDICT_SRM: "#b00"}
+_CORRECTED = {"holm": "Holm's correction", "bh": "the Benjamini-Hochberg correction",
+              "bonferroni": "Bonferroni's correction"}
+
+
+def heterogeneity_sentence(heterogeneity: pd.DataFrame | None, correction: str | None = "holm",
+                           alpha: float = 0.05) -> str:
+    """The segments' reading in one sentence, saying how many tests were run: ``Effects differ
+    across segments: 1 of 36 tests survives Holm's correction`` or ``No segment differs after
+    correcting for 36 tests (Holm)``; empty when no test was run."""
+    from workbench import format as fmt
+    from workbench.stats.corrections import normalise
+    from workbench.stats.heterogeneity import survivors
+
+    if heterogeneity is None or not len(heterogeneity):
+        return ""
+    n = int(np.isfinite(heterogeneity["p_value"].to_numpy(float)).sum())
+    if not n:
+        return ""
+    k = len(survivors(heterogeneity, alpha))
+    method = normalise(correction)
+    tests = f"{fmt.count(n)} test" + ("" if n == 1 else "s")
+    if method is None:
+        if k:
+            return (f"Effects differ across segments: {fmt.count(k)} of {tests} at p < "
+                    f"{fmt.number(alpha)}, uncorrected (about {fmt.number(alpha * n)} expected "
+                    "by chance alone)")
+        return f"No segment differs at p < {fmt.number(alpha)} ({tests}, uncorrected)"
+    if k:
+        verb = "survives" if k == 1 else "survive"
+        return (f"Effects differ across segments: {fmt.count(k)} of {tests} {verb} "
+                f"{_CORRECTED.get(method, method)}")
+    label = _CORRECTED.get(method, method).replace("'s correction", "").replace(
+        "the ", "").replace(" correction", "")
+    return f"No segment differs after correcting for {tests} ({label})"
 
 
 @dataclass(frozen=True)
@@ -45,7 +70,9 @@ class AnalysisResult:
     heterogeneity : DataFrame
         Cochran's Q across the segments of each dimension
         (:func:`workbench.stats.heterogeneity.cochran_q`, from frequentist per-segment
-        estimates whatever the method).
+        estimates whatever the method), corrected (``segment_correction``) across all the
+        tests of the table: ``p_value_adjusted``, ``n_tests``, ``significant``. Only a
+        ``significant`` row is called out (:func:`heterogeneity_sentence`).
     timeseries : DataFrame
         The results on cumulative data per ``date`` (each day analysed on its own).
     validation : QualityReport
@@ -78,6 +105,7 @@ class AnalysisResult:
         left); empty without a planned MDE.
     rule : DecisionRule or None
         The decision rule applied (:class:`workbench.readout.decision.DecisionRule`).
+    """
 
     experiment_id: str
     method: str
@@ -127,54 +155,44 @@ class AnalysisResult:
         return self.results.copy()
 
     def summary_frame(self) -> pd.DataFrame:
-        """The decision table: one row per metric x variant, in words a stakeholder reads."""
-        r = self.results
-        rel = self.difference == "relative"
+        """The decision table: one row per metric x variant, in words a stakeholder reads
+        (:func:`workbench.readout.table.results_table`, the table every surface shows)."""
+        return self.results_table().frame()
 
-        def fmt(v):
-            if not np.isfinite(v):
-                return "-"
-            return f"{v:+.1%}" if rel else f"{v:+.4g}"
+    def results_table(self):
+        """THE results table (:class:`workbench.readout.table.ResultsTable`): the same in the
+        notebook, the report, the dashboard and the CLI."""
+        from workbench.readout.table import results_table
 
-        evidence = []
-        for _, row in r.iterrows():
-            if self.method == "bayesian" and np.isfinite(row.get("chance_to_win", np.nan)):
-                # the engine's chance is P(variant > control); a win is a fall when lower is better
-                ctw = row["chance_to_win"] if row.get("higher_is_better", True) \
-                    else 1 - row["chance_to_win"]
-                evidence.append(f"chance to win {ctw:.0%}")
-            elif np.isfinite(row.get("p_value", np.nan)):
-                p = row["p_value_adjusted"] if np.isfinite(
-                    row.get("p_value_adjusted", np.nan)) else row["p_value"]
-                evidence.append(f"p = {p:.3g}" if p >= 1e-4 else "p < 0.0001")
-            else:
-                evidence.append("-")
-        level = f"{1 - self.alpha:.0%}"
-        out = pd.DataFrame({
-            "metric": r["metric"],
-            "role": r["role"],
-            "variant": r["variant"],
-            "control": r["control_mean"].map(lambda v: f"{v:.4g}" if np.isfinite(v) else "-"),
-            "treatment": r["variant_mean"].map(lambda v: f"{v:.4g}" if np.isfinite(v) else "-"),
-            ("lift" if rel else "difference"): r["effect"].map(fmt),
-            f"{level} interval": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in
-                                  zip(r["ci_lower"], r["ci_upper"])],
-            "evidence": evidence,
-            "verdict": r["verdict"],
-        })
-        return out.reset_index(drop=True)
+        return results_table(self)
 
-    def _table_html(self, frame: pd.DataFrame) -> str:
-        return frame.style.hide(axis="index").map(
-            lambda v: f"color: {_COLOURS[v]}; font-weight: bold" if v in _COLOURS else "",
-            subset=["verdict"]).to_html()
+    def _table_html(self, frame: pd.DataFrame | None = None) -> str:
+        return self.results_table().to_html()
+
+    def _reasons_lines(self) -> list[str]:
+        """``variant (decision):`` then one ``  - reason`` line per reason, per variant."""
+        lines = []
+        for variant, why in (self.reasons or {}).items():
+            lines.append(f"{variant} ({self.decisions.get(variant, '')}):")
+            lines.extend(f"  - {r}" for r in why)
+        return lines
+
+    def _reasons_html(self) -> str:
+        if not self.reasons:
+            return ""
+        return "<ul>" + "".join(
+            f"<li>{html.escape(str(v))} ({html.escape(str(self.decisions.get(v, '')))})<ul>"
+            + "".join(f"<li>{html.escape(r)}</li>" for r in why) + "</ul></li>"
+            for v, why in self.reasons.items()) + "</ul>"
 
     def summary(self) -> Summary:
-        """The decision line and the decision table (:meth:`summary_frame`), as text and HTML."""
-        frame = self.summary_frame()
-        text = f"{self.experiment_id}: {self.decision}\n" + frame.to_string(index=False)
+        """The decision line, the reasons of each variant's decision and the decision table
+        (:meth:`summary_frame`), as text and HTML."""
+        table = self.results_table()
+        text = "\n".join([f"{self.experiment_id}: {self.decision}", *self._reasons_lines(),
+                          table.to_text()])
         rich = (f"<p><b>{html.escape(self.experiment_id)}: {html.escape(self.decision)}</b></p>"
-                + self._table_html(frame))
+                + self._reasons_html() + table.to_html())
         if self.notes:
             text += "\n" + "\n".join(f"Note: {n}" for n in self.notes)
             rich += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
@@ -185,18 +203,32 @@ class AnalysisResult:
 
     def _repr_html_(self) -> str:
         parts = [f"<h3>{html.escape(self.experiment_id)}: {html.escape(self.decision)}</h3>",
-                 f"<p>method: {self.method}; SRM p = {self.srm_p_value:.3g}"
+                 f"<p>method: {self.method}; SRM {fmt.p_equals(self.srm_p_value)}"
                  f"{' &mdash; <b>sample ratio mismatch</b>' if self.validation.srm else ''}"
-                 "</p>",
-                 self._table_html(self.summary_frame())]
+                 "</p>", self._reasons_html(),
+                 self._table_html()]
         if self.notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
                          + "</ul>")
-        if len(self.heterogeneity):
-            het = self.heterogeneity[self.heterogeneity["p_value"] < self.alpha]
-            if len(het):
-                parts.append("<p>Effects differ across segments (Cochran's Q, p &lt; "
-                             f"{self.alpha:g}):</p>" + het.to_html(index=False))
+        line = heterogeneity_sentence(self.heterogeneity, self.segment_correction, self.alpha)
+        if line:
+            from workbench.stats.heterogeneity import survivors
+
+            het = survivors(self.heterogeneity, self.alpha)
+            parts.append(f"<p>{html.escape(line)}</p>"
+                         + (fmt.table_html(het) if len(het) else ""))
+        from workbench.readout.table import table_html
+
+        relative = self.difference == "relative"
+        if len(self.arms):
+            parts.append("<p><b>Arm versus arm</b></p>" + table_html("arms", self.arms, relative))
+        if len(self.robustness):
+            from workbench.readout.robustness import summary
+
+            parts.append(f"<p><b>Robustness:</b> {html.escape(summary(self.robustness))}</p>"
+                         + table_html("robustness", self.robustness, relative))
+        if len(self.power):
+            parts.append("<p><b>Power so far</b></p>" + table_html("power", self.power, relative))
         return "".join(parts)
 
     # convenience plots (same as workbench.plots.*)

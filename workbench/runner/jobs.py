@@ -66,10 +66,14 @@ def load_jobs(path: str | os.PathLike) -> list[dict]:
     return jobs
 
 
-def _run_job(job: dict, progress: bool, env: dict | None = None) -> dict:
+def _run_job(job: dict, progress: bool, env: dict | None = None, label: str = "") -> dict:
     """One job in a fresh process (papermill kernels started from threads of one process collide)."""
+    import sys
+
     if env:
         os.environ.update(env)
+    if progress and label:  # names the cell bar that follows (papermill's says "Executing")
+        print(label, file=sys.stderr, flush=True)
     try:
         result = run_template(job["template"], job["parameters"], name=job.get("name"),
                               cell_timeout=job.get("cell_timeout"), progress=progress)
@@ -105,11 +109,16 @@ def run_jobs(jobs: list[dict] | str | os.PathLike, parallel: int = 1,
     # children must see the same settings even if they were changed in this process
     env = {k: v for k, v in os.environ.items() if k.startswith(("WORKBENCH_", "MLFLOW_"))}
     results: list[dict | None] = [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc="jobs", unit="run", disable=not progress)
+    # One job at a time: each shows its cell bar under a "[2/4] explain" line. Several at
+    # once: one bar over the jobs (bars of several processes on one terminal garble).
+    cell_bars = progress and parallel == 1
+    bar = tqdm(total=len(jobs), desc="jobs", unit="run", disable=not progress or cell_bars)
     ctx = mp.get_context("spawn")  # a clean interpreter per job: no inherited kernel state
     with ProcessPoolExecutor(max_workers=parallel, mp_context=ctx,
                              max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_run_job, job, progress and parallel == 1, env): i
+        futures = {pool.submit(_run_job, job, cell_bars, env,
+                               f"[{i + 1}/{len(jobs)}] {Path(job['template']).stem}"
+                               + (f" ({job['name']})" if job.get("name") else "")): i
                    for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             i = futures[future]

@@ -10,7 +10,6 @@ model is fitted.
 from __future__ import annotations
 
 from workbench.stats import power
-from workbench.stats import pymc as bayes_pymc  # noqa: F401 - old name; lead removes after merge
 from workbench.stats.analysis import analyze
 from workbench.stats.power import duration, mde, power_table, sample_size
 from workbench.stats.result import StatsResult

@@ -12,6 +12,9 @@ from workbench import messages
 from workbench.errors import DegenerateDataWarning, ParameterError, SRMWarning, StatsInputError
 from workbench.stats import bayesian, corrections, frequentist, schema, sequential
 from workbench.stats import cuped as _cuped
+from workbench.stats import exact as _exact
+from workbench.stats import margin as _margin
+from workbench.stats import quantile as _quantile
 from workbench.stats.moments import basic_moments
 from workbench.stats.result import StatsResult
 from workbench.stats.srm import SRM_THRESHOLD, srm
@@ -98,6 +101,7 @@ def analyze(
     best_draws: int = 10_000,
     seed: int = 0,
     warn: bool = True,
+    exact: str | None = "auto",
 ) -> StatsResult:
     """Compare every treatment variant with the control, for every metric, in one pass.
 
@@ -151,11 +155,17 @@ def analyze(
         Monte Carlo draws (seeded) for ``chance_to_be_best`` with 3+ arms.
     warn : bool
         Emit ``DegenerateDataWarning`` / ``SRMWarning``.
+    exact : {None, "auto", "fisher", "barnard", "boschloo"}
+        Exact tests of proportion comparisons (frequentist; see ``workbench.stats.exact``):
+        "auto" (default) below the documented sample size (an expected cell below 5 or an arm
+        under 30 units), the named test for every proportion row, or None for the z-test.
+        Margins (input columns ``margin``...) are described in ``workbench.stats.margin``.
 
     Returns
     -------
     StatsResult
     """
+    _exact.check(exact, method)
     correction = _check_args(method, alpha, difference, alternative, correction, cuped,
                              sequential_tuning, prior, prior_sd, rope)
     control = str(control)
@@ -177,14 +187,21 @@ def analyze(
     kind = frame["kind"].to_numpy()
     with np.errstate(over="ignore"):  # an overflow is flagged on its row below
         mom = basic_moments(frame)
+    is_q = kind == "quantile"
+    q_bad = np.zeros(n_rows, bool)
+    if is_q.any():  # the sample quantile and its outer-CI standard error (stats/quantile.py)
+        qm = _quantile.moments(frame)
+        mom["mean"] = np.where(is_q, qm["mean"], mom["mean"])
+        mom["var_unit"] = np.where(is_q, qm["var_unit"], mom["var_unit"])
+        q_bad = is_q & qm["bad"]
     n, mean, var_unit = mom["n"], mom["mean"], mom["var_unit"]
     base_mean, base_var = mean, var_unit
     theta = np.full(n_rows, np.nan)
     used = np.zeros(n_rows, bool)
     if cuped is not False:
-        use = _cuped.available(frame)
+        use = _cuped.available(frame) & ~is_q
         if cuped is True:
-            bad = np.flatnonzero(~use)
+            bad = np.flatnonzero(~use & ~is_q)  # CUPED does not apply to quantiles
             if bad.size:
                 raise StatsInputError(f"cuped=True: row {frame.index[bad[0]]!r} (metric="
                                       f"{frame['metric'].iat[bad[0]]!r}) lacks finite "
@@ -204,6 +221,7 @@ def analyze(
     for c in schema.RATIO_INPUT:
         if c in frame.columns:
             need.append(np.where(kind == "ratio", frame[c].to_numpy(dtype=float), 0.0))
+    need[1:] = [np.where(is_q, 0.0, a) for a in need[1:]]  # quantile rows: q_bad below
     nan_row = ~np.all(np.isfinite(np.vstack(need)), axis=0)
     den_zero = np.zeros(n_rows, bool)
     if "den_sum" in frame.columns:
@@ -243,6 +261,7 @@ def analyze(
     flag(has_c & (n_c == 0), messages.NO_UNITS_CONTROL)
     flag(n_t == 0, messages.NO_UNITS_VARIANT)
     flag(nan_row[t] | (has_c & nan_row[cc]), messages.MISSING_STATS)
+    flag(q_bad[t] | (has_c & q_bad[cc]), messages.QUANTILE_TOO_FEW)
     flag(overflow[t], messages.NOT_FINITE)
     flag(has_c & overflow[cc], messages.NOT_FINITE_CONTROL)
     flag(den_zero[t] | (has_c & den_zero[cc]), messages.ZERO_DENOMINATOR)
@@ -269,11 +288,18 @@ def analyze(
     se_out = np.where(ok, se, np.nan)
     interval_alpha = np.where(ok, float(alpha), np.nan)
     n_total = n_t + n_c
+    x_t, x_c = frame["sum"].to_numpy(dtype=float)[t], pick(frame["sum"].to_numpy(dtype=float))
+    ex_tests = _exact.select(exact if method == "frequentist" else None, ok, kind_t, pair_used,
+                             x_t, n_t, x_c, n_c)
+    beta_rows = np.zeros(t.size, bool)
 
     if method in ("frequentist", "sequential"):
         if method == "frequentist":
             dof = frequentist.welch_dof(v_t, n_t, v_c, n_c, (kind_t == "mean") & ok)
             stat, p, lo, hi = frequentist.test(eff, se, dof, alpha, alternative)
+            if (ex_tests != "").any():  # exact p-values replace the z-test's before correcting
+                ex_stat, ex_p = _exact.p_values(ex_tests, x_t, n_t, x_c, n_c, alternative)
+                stat, p = np.where(ex_tests != "", ex_stat, stat), np.where(ex_tests != "", ex_p, p)
         else:
             stat, p, lo, hi = sequential.test(eff, se, n_total, alpha, alternative,
                                               sequential_tuning, nominal_alpha=alpha)
@@ -290,6 +316,8 @@ def analyze(
                                                sequential_tuning, nominal_alpha=alpha)
         else:
             p_adj = p.copy()
+        lo, hi = _exact.intervals(ex_tests, lo, hi, x_t, n_t, x_c, n_c, difference,
+                                  interval_alpha, alternative)
     else:
         p_adj = np.full(t.size, np.nan)
         z = special.ndtri(1 - alpha / 2)
@@ -329,6 +357,13 @@ def analyze(
                                           srm_threshold)
         srm_p = p_group[group[t]]
 
+    marg = _margin.compute(
+        frame, t, cc, has_c, ok, method=method, difference=difference, effect=eff, se=se,
+        dof=dof, control_mean=m_c, n_total=n_total, alpha=alpha, tuning=sequential_tuning,
+        post_mean=effect_out, post_sd=se_out, beta_rows=beta_rows, beta_prior=beta_prior,
+        exact_rows=ex_tests != "",
+        exact_margin_p=lambda sign, b: _exact.margin_p(x_t, n_t, x_c, n_c, difference, sign, b))
+    tests = np.where(ex_tests != "", ex_tests, _exact.names(method, kind_t, ok, beta_rows))
     nanify = ~ok
     for arr in (stat, lo, hi, ctw, r_c, r_v, best, dof):
         arr[nanify] = np.nan
@@ -348,6 +383,8 @@ def analyze(
         "risk_variant": r_v,
         "srm_p_value": srm_p,
         "error_message": err.astype(str),
+        "test": tests,
+        **marg,
     }
     for gc in gcols:
         out[gc] = frame[gc].to_numpy()[t]
@@ -369,6 +406,8 @@ def analyze(
     if rope is not None:
         out["rope_probability"] = rope_p
     table = pd.DataFrame(out)
+    if "test" in table.columns and is_q.any():  # the margins helper's column; z on quantiles
+        table.loc[(kind_t == "quantile") & ok & (method != "bayesian"), "test"] = "quantile"
     if warn and (~ok).any():
         kinds_of = pd.Series(err[~ok]).value_counts()
         warnings.warn(f"{int((~ok).sum())} of {t.size} comparisons could not be computed: "
@@ -381,7 +420,7 @@ def analyze(
                 "sequential_tuning": sequential_tuning, "prior": prior,
                 "prior_mean": prior_mean, "prior_sd": prior_sd, "beta_prior": tuple(beta_prior),
                 "rope": rope, "planned_weights": planned_weights, "srm_threshold": srm_threshold,
-                "best_draws": best_draws, "seed": seed}
+                "best_draws": best_draws, "seed": seed, "exact": exact}
     return StatsResult(table=table, method=method, alpha=float(alpha), difference=difference,
                        alternative=alternative, correction=correction, control=control,
                        settings=settings, srm=srm_res)

@@ -137,3 +137,146 @@ def duration(baseline, mde_, users_per_day, kind="proportion", sd=None, alpha=0.
         raise ParameterError("users_per_day must be > 0 and arms >= 2")
     n = sample_size(baseline, mde_, kind, sd, alpha, power, relative, 1.0, alternative)
     return int(math.ceil(n * arms / users_per_day))
+
+
+# -- mid-experiment power -------------------------------------------------------------------
+def _sequential_power(lam, n_total, se, alpha, tuning):
+    """Chance that the confidence sequence at ``n_total`` excludes 0 when the true effect is
+    ``lam * se``: the boundary in standard errors is ``h / se`` (:mod:`.sequential`)."""
+    from workbench.stats import sequential
+
+    rho2 = sequential.rho_squared(alpha, tuning)
+    c = sequential.halfwidth(np.ones_like(n_total), n_total, alpha, rho2)
+    return special.ndtr(lam - c) + special.ndtr(-lam - c)
+
+
+def reached_power(se, n_so_far, mde, alpha=0.05, target_power=0.8, days_elapsed=np.nan,
+                  alternative="two-sided", method="frequentist", tuning=None) -> pd.DataFrame:
+    """Power reached so far for a planned MDE, and the units and days still needed.
+
+    The standard error of the effect shrinks as ``1 / sqrt(N)`` with the units ``N`` of the
+    comparison (both arms, at the current split), so with the observed ``se`` after
+    ``n_so_far`` units the standard error after ``N`` units is ``se * sqrt(n_so_far / N)``.
+    Fixed horizon (z-test)::
+
+        power = Phi(mde / se - z) + Phi(-mde / se - z),   z = Phi^-1(1 - alpha/2)
+        n_needed = n_so_far * (lam * se / mde)^2           (lam: the noncentrality of target_power)
+
+    Sequential (``method="sequential"``): the chance that the confidence sequence *at* ``N``
+    excludes 0, ``Phi(mde/se - c(N)) + Phi(-mde/se - c(N))`` with ``c(N)`` the boundary in
+    standard errors (:func:`workbench.stats.sequential.halfwidth`); a lower bound on the chance
+    of having stopped by ``N``. Days: ``days_needed = days_elapsed * n_needed / n_so_far`` (the
+    traffic so far continues), ``days_left = max(0, days_needed - days_elapsed)``.
+
+    Parameters
+    ----------
+    se : array
+        Standard error of the effect, in the units of ``mde`` (relative lift or difference).
+    n_so_far : array
+        Units of the comparison so far (control + variant).
+    mde : array
+        Planned minimum detectable effect (> 0, same units as ``se``).
+    alpha, target_power : float
+    days_elapsed : array or float
+        Days of traffic behind ``n_so_far`` (NaN: days are not computed).
+    alternative : {"two-sided", "greater", "less"}
+    method : {"frequentist", "sequential", "bayesian"}
+        Bayesian readouts get the frequentist figures (a normal approximation).
+    tuning : float, optional
+        Sequential tuning (expected sample size; default ``sequential.DEFAULT_TUNING``).
+
+    Returns
+    -------
+    DataFrame
+        ``power, n_needed, days_needed, days_left`` (NaN where ``se`` is not finite or
+        positive).
+    """
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha={alpha!r}: expected a number in (0, 1)")
+    if not 0 < target_power < 1:
+        raise ParameterError(f"target_power={target_power!r}: expected a number in (0, 1)")
+    se, n0, d = np.broadcast_arrays(*(np.asarray(v, float) for v in (se, n_so_far, mde)))
+    if np.any(~(np.abs(d) > 0)):
+        raise ParameterError(f"planned_mde={mde!r}: expected effects different from 0")
+    days = np.broadcast_to(np.asarray(days_elapsed, float), se.shape)
+    ok = np.isfinite(se) & (se > 0) & (n0 > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = np.abs(d) / se
+        one = "two-sided" if alternative == "two-sided" else "larger"
+        if method == "sequential":
+            from workbench.stats import sequential
+
+            tun = float(tuning or sequential.DEFAULT_TUNING)
+            power = _sequential_power(lam, n0, se, alpha, tun)
+
+            def at(n, i):  # power after n units of comparison i
+                return _sequential_power(lam[i] * np.sqrt(n / n0[i]), np.asarray(n, float),
+                                         se[i], alpha, tun) - target_power
+
+            need = np.full(se.shape, np.nan)
+            for i in np.flatnonzero(ok):
+                hi = n0[i]
+                if at(hi, i) >= 0:  # reached: the first N with enough power, below n_so_far
+                    lo = 2.0
+                    need[i] = optimize.brentq(at, lo, hi, args=(i,), xtol=1e-6) \
+                        if at(lo, i) < 0 else lo
+                    continue
+                while at(hi, i) < 0 and hi < 1e18:
+                    hi *= 4
+                need[i] = optimize.brentq(at, n0[i], hi, args=(i,), xtol=1e-6, rtol=1e-12)
+        else:
+            power = _power_lam(lam, alpha, one)
+            need = n0 * (_lambda_needed(alpha, target_power, one) / lam) ** 2
+        if alternative != "two-sided" and method != "sequential":
+            pass  # one-sided: the planned direction is the sign of mde
+        days_needed = days * need / n0
+        days_left = np.maximum(0.0, days_needed - days)
+    nan = np.where(ok, 1.0, np.nan)
+    return pd.DataFrame({"power": power * nan, "n_needed": need * nan,
+                         "days_needed": days_needed * nan, "days_left": days_left * nan})
+
+
+# -- calibration of a test by simulation ------------------------------------------------------
+def wilson_interval(successes, trials, alpha=0.05):
+    """Wilson score interval of a binomial proportion (arrays; NaN where ``trials`` is 0)::
+
+        (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+    """
+    k, n = np.broadcast_arrays(np.asarray(successes, float), np.asarray(trials, float))
+    z = special.ndtri(1 - alpha / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    bad = ~(n > 0)
+    return np.where(bad, np.nan, centre - half), np.where(bad, np.nan, centre + half)
+
+
+def calibration(p_values, alpha=0.05, rejected=None) -> dict:
+    """False-positive rate (with its Wilson interval) and uniformity of null p-values.
+
+    Parameters
+    ----------
+    p_values : array
+        p-values of replicates where the null holds (NaN: replicate not computed, left out).
+    alpha : float
+    rejected : array of bool, optional
+        Which replicates rejected (default ``p_values < alpha``).
+
+    Returns
+    -------
+    dict
+        ``replicates, false_positive_rate, fpr_ci_lower, fpr_ci_upper, ks_p_value`` (the
+        one-sample Kolmogorov-Smirnov test against Uniform(0, 1), ``scipy.stats.kstest``).
+    """
+    from scipy import stats as sps
+
+    p = np.asarray(p_values, float)
+    keep = np.isfinite(p)
+    rej = (p < alpha) if rejected is None else np.asarray(rejected, bool)
+    n = int(keep.sum())
+    k = int((rej & keep).sum())
+    lo, hi = wilson_interval(k, n, alpha)
+    ks = float(sps.kstest(p[keep], "uniform").pvalue) if n >= 2 else np.nan
+    return {"replicates": n, "false_positive_rate": k / n if n else np.nan,
+            "fpr_ci_lower": float(lo), "fpr_ci_upper": float(hi), "ks_p_value": ks}

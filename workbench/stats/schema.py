@@ -7,13 +7,13 @@ the pre-period value of ``d`` (CUPED covariates). Sums run over the units of the
 """
 from __future__ import annotations
 
-KINDS = ("proportion", "mean", "ratio")
+KINDS = ("proportion", "mean", "ratio", "quantile")
 
 # name -> meaning; required columns first.
 INPUT_COLUMNS = {
     "metric": "metric name",
     "variant": "variant name",
-    "kind": "'proportion' (y in {0,1}), 'mean', or 'ratio' (sum y / sum d)",
+    "kind": "'proportion' (y in {0,1}), 'mean', 'ratio' (sum y / sum d) or 'quantile'",
     "n": "number of units",
     "sum": "sum of y",
     "sum_squares": "sum of y^2 (for proportions it may be omitted or equal to sum)",
@@ -35,7 +35,25 @@ INPUT_COLUMNS = {
     "positive_n": "units with y > 0",
     "log_sum": "sum of log(y) over units with y > 0",
     "log_sum_squares": "sum of log(y)^2 over units with y > 0",
+    # quantile metrics (workbench/stats/quantile.py): computed in the engine; sum etc. may be NaN
+    "quantile_level": "quantile metrics: the level q in (0, 1), e.g. 0.9 for p90",
+    "quantile": "quantile metrics: the sample q-quantile (of unit values, or of events)",
+    "quantile_lower": "quantile metrics: the sample quantile at q - Z sigma (Z = 1.96, sigma the "
+                      "standard error of the empirical CDF at the quantile)",
+    "quantile_upper": "quantile metrics: the sample quantile at q + Z sigma",
 }
+# margins (workbench/stats/margin.py), optional; each comparison takes its variant row's value,
+# else its control row's
+INPUT_COLUMNS.update({
+    "margin": "tolerated harm (non-inferiority) or required gain (superiority), >= 0; empty: none",
+    "margin_scale": "'relative' or 'absolute' (default: the analysis's `difference`); converted "
+                    "with |control mean| when it differs from `difference`",
+    "margin_kind": "'non-inferiority' (default) or 'superiority'",
+    "higher_is_better": "true (default) or false: flips the good direction of the margin test",
+})
+MARGIN_INPUT = ("margin", "margin_scale", "margin_kind", "higher_is_better")
+# input columns that are not numbers (validation leaves them as they are)
+TEXT_INPUT = ("metric", "variant", "kind", "margin_scale", "margin_kind", "higher_is_better")
 HURDLE_INPUT = ("positive_n", "log_sum", "log_sum_squares")
 # The sums of products of unit values behind each statistic (y metric, d denominator, x and w
 # their pre-period covariates): the machine-readable form of the formulas above, which the
@@ -51,9 +69,11 @@ PRODUCTS = {
 # Optional grouping columns: every (grouping x metric) block is analysed on its own.
 #   dimension, segment: a segment breakdown (e.g. dimension='device', segment='mobile')
 #   date: cumulative statistics up to and including that day (time series)
-GROUP_COLUMNS = ("dimension", "segment", "date")
+#   replicate: one re-randomisation of an A/A or power simulation (workbench.readout.simulation)
+GROUP_COLUMNS = ("dimension", "segment", "date", "replicate")
 REQUIRED_INPUT = ("metric", "variant", "kind", "n", "sum")
 RATIO_INPUT = ("den_sum", "den_sum_squares", "sum_product")
+QUANTILE_INPUT = ("quantile_level", "quantile", "quantile_lower", "quantile_upper")
 CUPED_INPUT = ("pre_sum", "pre_sum_squares", "pre_sum_product")
 RATIO_CUPED_INPUT = (
     "pre_den_sum",
@@ -80,4 +100,11 @@ OUTPUT_COLUMNS = {
     "risk_variant": "expected loss of choosing the variant (Bayesian)",
     "srm_p_value": "sample-ratio-mismatch p-value of the variant split",
     "error_message": "why the row could not be computed, else empty",
+    "test": "the test behind p_value: welch, z, delta (ratio), msprt (sequential), fisher, "
+            "barnard, boschloo, quantile; beta or normal (Bayesian model); empty if not computed",
+    "margin": "margin in the units of `effect` (>= 0; NaN without one)",
+    "margin_kind": "'non-inferiority' (H0: effect worse than -margin) or 'superiority' (H0: "
+                   "effect not better than +margin), in the metric's good direction",
+    "margin_p_value": "one-sided p-value of that H0 (frequentist, sequential: always valid)",
+    "margin_chance": "posterior probability of the complement of that H0 (Bayesian)",
 }

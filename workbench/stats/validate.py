@@ -31,6 +31,30 @@ def _check_not_below(frame, low_ok, label, mask):
         raise StatsInputError(f"{_where(frame, bad[0])}: {label}")
 
 
+def _all_quantiles(stats: pd.DataFrame) -> bool:
+    return "kind" in stats.columns and len(stats) > 0 and bool(
+        (stats["kind"].astype(str).str.strip().str.lower() == "quantile").all())
+
+
+def _check_quantiles(frame: pd.DataFrame, is_q: np.ndarray) -> None:
+    """Quantile rows: the columns of ``schema.QUANTILE_INPUT``, a level in (0, 1) and
+    ``quantile_lower <= quantile <= quantile_upper`` (NaN is degenerate, not malformed)."""
+    if not is_q.any():
+        return
+    for col in schema.QUANTILE_INPUT:
+        if col not in frame.columns:
+            pos = int(np.flatnonzero(is_q)[0])
+            raise StatsInputError(f"{_where(frame, pos)}: quantile metrics need column {col!r}")
+    level = frame["quantile_level"].to_numpy()
+    _check_not_below(frame, (level > 0) & (level < 1), "quantile_level must lie in (0, 1)", is_q)
+    est, lo, hi = (frame[c].to_numpy() for c in schema.QUANTILE_INPUT[1:])
+    with np.errstate(invalid="ignore"):
+        tol = _RTOL * (np.abs(lo) + np.abs(hi) + np.abs(est))
+        ok = ~((lo > est + tol) | (est > hi + tol))
+    _check_not_below(frame, ok, "quantile_lower <= quantile <= quantile_upper is violated",
+                     is_q)
+
+
 def validate(stats: pd.DataFrame, control: str) -> pd.DataFrame:
     """Check the input table and return a copy with numeric columns as float.
 
@@ -51,11 +75,14 @@ def validate(stats: pd.DataFrame, control: str) -> pd.DataFrame:
     """
     if not isinstance(stats, pd.DataFrame):
         raise StatsInputError(f"stats must be a pandas DataFrame, got {type(stats).__name__}")
-    missing = [c for c in schema.REQUIRED_INPUT if c not in stats.columns]
+    missing = [c for c in schema.REQUIRED_INPUT if c not in stats.columns
+               and not (c == "sum" and _all_quantiles(stats))]  # quantile rows need no sums
     if missing:
         raise StatsInputError(f"the statistics table lacks required column(s) {missing}; "
                               f"expected {list(schema.REQUIRED_INPUT)}")
     frame = stats.copy()
+    if "sum" not in frame.columns:
+        frame["sum"] = np.nan
     if frame.empty:
         raise StatsInputError("the statistics table has no rows")
     for col in ("metric", "variant", "kind"):
@@ -75,7 +102,7 @@ def validate(stats: pd.DataFrame, control: str) -> pd.DataFrame:
                               f"{kinds[unknown[0]]!r}; expected one of {list(schema.KINDS)}")
 
     numeric = [c for c in schema.INPUT_COLUMNS if c in frame.columns
-               and c not in ("metric", "variant", "kind")]
+               and c not in schema.TEXT_INPUT]
     for col in numeric:
         frame[col] = _numeric(frame, col)
 
@@ -89,6 +116,7 @@ def validate(stats: pd.DataFrame, control: str) -> pd.DataFrame:
                 pos = int(np.flatnonzero(kind_mask)[0])
                 raise StatsInputError(f"{_where(frame, pos)}: {kind} metrics need column {col!r}")
 
+    _check_quantiles(frame, kinds == "quantile")
     n = frame["n"].to_numpy()
     s = frame["sum"].to_numpy()
     with np.errstate(invalid="ignore", over="ignore"):

@@ -142,12 +142,18 @@ def _experiment_id(mlflow_client, name: str, uri: str = "") -> str:
         return exp.experiment_id
 
 
-def create_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, str]) -> str:
-    """Create an MLflow run (and its experiment if new); returns the run id."""
+def create_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, str],
+               start_time: int | None = None) -> str:
+    """Create an MLflow run (and its experiment if new); returns the run id.
+
+    ``start_time`` (ms since the epoch) should be the run's ``started_at``: run.json keeps whole
+    seconds, and a start MLflow stamps itself (to the millisecond) can fall after the end
+    pushed from run.json, a negative duration in the MLflow UI.
+    """
     with quiet_mlflow(), mlflow_lock(uri):
         mlflow_client = client(uri)
         exp_id = _retry(_experiment_id, mlflow_client, experiment, uri)
-        return _retry(mlflow_client.create_run, exp_id, run_name=run_name,
+        return _retry(mlflow_client.create_run, exp_id, run_name=run_name, start_time=start_time,
                       tags=dict(tags)).info.run_id
 
 
@@ -269,15 +275,33 @@ def save_model(model: Any, path: Path, input_example: Any) -> Path:
 
     flavor = _flavor(model)
     example = input_example.head(5) if hasattr(input_example, "head") else input_example[:5]
-    signature = infer_signature(input_example, model.predict(input_example))
+    with _quiet_model_io():
+        signature = infer_signature(input_example, model.predict(input_example))
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _flavor_module(flavor).save_model(model, str(path), signature=signature,
-                                      input_example=example,
-                                      pip_requirements=_pip_requirements(flavor),
-                                      **_save_options(flavor))
+    with _quiet_model_io():
+        _flavor_module(flavor).save_model(model, str(path), signature=signature,
+                                          input_example=example,
+                                          pip_requirements=_pip_requirements(flavor),
+                                          **_save_options(flavor))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_model_io() -> Iterator[None]:
+    """MLflow's advice printed on every model save, which lands as a stderr box in the
+    stakeholder's report: the integer-columns schema hint (a UserWarning: the signature is
+    inferred from the training frame, whose integer columns have no missing values by
+    construction) and the cloudpickle caution (a log record: cloudpickle is chosen on
+    purpose, see :func:`_save_options`)."""
+    import warnings
+
+    with warnings.catch_warnings(), quiet_mlflow():
+        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+        yield
 
 
 def _log_model_folder(model_dir: Path, run_id: str, uri: str) -> None:
@@ -299,9 +323,11 @@ def _log_model_folder(model_dir: Path, run_id: str, uri: str) -> None:
     try:
         with mlflow_lock(uri), mlflow.start_run(run_id=run_id,
                                                 nested=mlflow.active_run() is not None):
-            module.log_model(model, name=model_dir.name, signature=meta.signature,
-                             input_example=example, pip_requirements=_pip_requirements(flavor),
-                             **_save_options(flavor))
+            with _quiet_model_io():
+                module.log_model(model, name=model_dir.name, signature=meta.signature,
+                                 input_example=example,
+                                 pip_requirements=_pip_requirements(flavor),
+                                 **_save_options(flavor))
     finally:
         tracking_utils._tracking_uri = previous_uri
 
@@ -315,13 +341,24 @@ def run_tags(data: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
         "workbench.run_id": data.get("run_id", ""),
         "workbench.run_dir": str(run_dir.resolve()),
         "workbench.version": store.WORKBENCH_VERSION,
-        "mlflow.runName": f"{data.get('name', '')}-{(data.get('run_id') or '')[:8]}",
+        "mlflow.runName": run_name(data),
     }
     if data.get("git_commit"):
         tags["workbench.git_commit"] = data["git_commit"]
         tags["mlflow.source.git.commit"] = data["git_commit"]
     tags.update({k: str(v) for k, v in (data.get("tags") or {}).items()})
     return {k: v[:_MAX_TAG] for k, v in tags.items()}
+
+
+def run_name(data: Mapping[str, Any]) -> str:
+    """``<template>-<name>-<first 8 of the run id>``, e.g. ``explain-conversion_model-1a2b3c4d``
+    (the name, the experiment or model by default, is left out when it repeats the template):
+    runs of several templates on one experiment stay apart in the MLflow UI."""
+    parts = [str(data.get("template") or ""), str(data.get("name") or "")]
+    if parts[1] == parts[0]:
+        parts.pop()
+    parts.append((data.get("run_id") or "")[:8])
+    return "-".join(p for p in parts if p)
 
 
 def push(run_dir: str | os.PathLike, tracking_uri: str | None = None, *,
@@ -397,7 +434,8 @@ def _push(run_dir: Path, data: dict, uri: str) -> str:
         tags["workbench.status"] = data.get("status", "")
         if data.get("error"):
             tags["workbench.error"] = str(data["error"].get("message", ""))[:_MAX_TAG]
-        existing = mlflow_client.get_run(run_id).data.params
+        mlflow_run = mlflow_client.get_run(run_id)
+        existing = mlflow_run.data.params
         params = {k: v for k, v in sanitize_params(data.get("parameters") or {}).items()
                   if k not in existing}  # a re-push must not change a logged parameter
         now = int(time.time() * 1000)
@@ -419,10 +457,13 @@ def _push(run_dir: Path, data: dict, uri: str) -> str:
             mlflow_client.log_artifact(run_id, str(item))
     for model_dir in sorted((run_dir / "models").glob("*")):
         _log_model_folder(model_dir, run_id, uri)
+    # never before the start MLflow holds (runs created by older versions kept milliseconds)
+    end_time = store.epoch_ms(data.get("ended_at"))
+    if end_time is not None and mlflow_run.info.start_time is not None:
+        end_time = max(end_time, mlflow_run.info.start_time)
     with mlflow_lock(uri):
         _retry(mlflow_client.set_terminated, run_id,
-               status=MLFLOW_STATUS.get(data.get("status"), "FAILED"),
-               end_time=store.epoch_ms(data.get("ended_at")))
+               status=MLFLOW_STATUS.get(data.get("status"), "FAILED"), end_time=end_time)
     return run_id
 
 

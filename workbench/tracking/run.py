@@ -199,7 +199,8 @@ def begin_run(template: str = "notebook", name: str | None = None, *,
     base_tags = mlflow.run_tags(dict(data, run_id=local_id), reports_dir)
     base_tags.pop("workbench.run_dir")
     try:
-        mlflow_id = mlflow.create_run(uri, experiment, base_tags["mlflow.runName"], base_tags)
+        mlflow_id = mlflow.create_run(uri, experiment, base_tags["mlflow.runName"], base_tags,
+                                      start_time=store.epoch_ms(data["started_at"]))
         data.update(run_id=mlflow_id, mlflow_run_id=mlflow_id)
     except Exception as exc:  # noqa: BLE001 - server down, bad URI...: run offline, sync later
         data.update(run_id=local_id, sync_error=f"{type(exc).__name__}: {exc}"[:2000])

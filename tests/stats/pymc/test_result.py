@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench import format as fmt
 from workbench import messages
 from workbench.errors import ConvergenceWarning, WorkbenchError
 from workbench.stats import pymc
@@ -61,5 +62,5 @@ def test_summary_is_the_package_summary_type():
     t = res.to_frame()
     for v in ("treatment_a", "treatment_b"):
         effect = t.loc[t["variant"] == v, "effect"].iloc[0]
-        assert f"{effect:.4g}" in s.html  # the numbers shown are the table's
+        assert fmt.effect(effect, True) in s.html  # the numbers shown are the table's
     assert res.to_frame() is not res.table and res.to_frame().equals(res.table)

@@ -33,6 +33,8 @@ new data through ``CompiledPyMCModel.with_data``), else PyMC's own NUTS.
 """
 from __future__ import annotations
 
+import warnings
+
 from workbench.stats.pymc.diagnostics import Diagnostics, diagnose
 from workbench.stats.pymc.models import (
                                          beta_binomial,
@@ -44,6 +46,11 @@ from workbench.stats.pymc.models import (
 from workbench.stats.pymc.priors import BetaPrior, HierarchicalPriors, HurdlePriors, NormalPrior
 from workbench.stats.pymc.result import DIAGNOSTIC_COLUMNS, BayesResult
 from workbench.stats.pymc.sampling import clear_model_cache
+
+# ArviZ announces its 1.0 refactor with a FutureWarning on import (PyMC imports it when a model
+# is fitted); it says nothing about the models and lands as a stderr box in every report.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
+                        category=FutureWarning)
 
 __all__ = [
     "BetaPrior",

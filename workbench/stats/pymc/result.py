@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench import format as fmt
 from workbench.errors import ConvergenceWarning, WorkbenchError
 from workbench.stats.pymc import sampling
 from workbench.stats.pymc.diagnostics import Diagnostics, diagnose
@@ -102,7 +103,7 @@ class BayesResult:
                      f"{len(self.diagnostics)} fit(s); do not trust those rows:"]
             notes += [f"  {k}: {m}" for k, m in zip(bad["key"], bad["message"])]
         notes.append(f"effect: {self.difference}; {self.ci_level:.0%} equal-tailed credible "
-                     f"intervals; priors: {self.priors}")
+                     f"intervals; priors: {_describe(self.priors)}")
         return notes
 
     def summary(self) -> Summary:
@@ -117,8 +118,13 @@ class BayesResult:
             body = table.to_string(index=False)
         text = "\n".join([title, "=" * len(title), body, *notes])
         items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+        relative = self.difference == "relative"
+        shown = fmt.table_frame(table, {
+            **{c: (lambda v: fmt.effect(v, relative)) for c in ("effect", "ci_lower", "ci_upper")},
+            "chance_to_win": fmt.chance, "risk_variant": lambda v: fmt.risk(v, relative),
+            "r_hat_max": lambda v: f"{v:.3f}" if fmt.finite(v) else fmt.MISSING})
         html = (f"<div><h4>{escape(title)}</h4>"
-                f"{table.to_html(index=False, float_format=lambda x: f'{x:.4g}', na_rep='')}"
+                f"{shown.to_html(index=False, border=0, classes='workbench-table')}"
                 f"<ul>{items}</ul></div>")
         return Summary(text, html)
 
@@ -225,3 +231,19 @@ class Fits:
         return BayesResult(model=model, table=table, idatas=dict(self.idatas), diagnostics=diag,
                            hyper=hyper, difference=difference, ci_level=1 - alpha, priors=priors,
                            sampler=sampler)
+
+
+def _describe(priors: Any) -> str:
+    """Prior settings as people read them (``mu_sd 0.3, tau_sd 0.2``), not a dataclass repr."""
+    from dataclasses import fields, is_dataclass
+
+    if priors is None:
+        return "defaults"
+    if not is_dataclass(priors):
+        return str(priors)
+    parts = []
+    for f in fields(priors):
+        value = getattr(priors, f.name)
+        parts.append(f"{f.name} ({_describe(value)})" if is_dataclass(value)
+                     else f"{f.name} {fmt.cell(value)}")
+    return ", ".join(parts)
