@@ -56,6 +56,7 @@ METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper
                  "margin": "margin", "margin_p_value": "margin_p_value",
                  "margin_chance": "margin_chance"}
 P_VALUE_TAG = "workbench.p_values"
+ROBUST_TAG = "workbench.robust"
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
             "decision", "srm_p_value", "trustworthy")
 
@@ -269,13 +270,22 @@ class ReadoutRecord:
         """MLflow tags: schema version, trustworthiness, how much was computed
         (``workbench.computable``: all, some, none), the decision, what the shown p-values
         are (``workbench.p_values``: :attr:`p_value_label`) and, for the PyMC tables
-        (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`)."""
+        (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`);
+        ``workbench.robust`` (:attr:`robust`)."""
         return {"workbench.readout_schema": str(self.schema_version),
                 "workbench.trustworthy": str(self.trustworthy).lower(),
                 "workbench.computable": self.computable,
                 "workbench.decision": self.decision[:250],
                 **({P_VALUE_TAG: self.p_value_label} if self.p_value_label else {}),
-                **self.mcmc_tags()}
+                ROBUST_TAG: self.robust, **self.mcmc_tags()}
+
+    @property
+    def robust(self) -> str:
+        """``true`` / ``false`` / ``not checked``: whether the decision holds under every
+        other analysis choice of the ``robustness`` table (the ``workbench.robust`` tag)."""
+        from workbench.readout.robustness import robust_tag
+
+        return robust_tag(self.tables.get(ROBUSTNESS))
 
     def mcmc_tags(self) -> dict[str, str]:
         """``workbench.mcmc.*`` tags read off the diagnostic columns of the PyMC tables.
