@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 PORT ?= 8866
 PYTEST_ARGS ?=
+SPARK_CONNECT_DIR ?= /tmp/workbench-spark-connect
 
 export WORKBENCH_ROOT := $(CURDIR)
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: help setup demo test test-slow test-all lab serve mlflow-ui bench lint browser-deps clean
+.PHONY: help setup demo test test-slow test-all lab serve mlflow-ui bench lint browser-deps clean spark-connect-start spark-connect-stop
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +61,12 @@ mlflow-ui: setup ## open the MLflow UI on the local tracking database
 
 bench: setup browser-deps ## run the benchmarks (figures go to benchmarks/README.md by hand)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+spark-connect-start: setup ## a Spark Connect server on loopback (prints its sc:// URL)
+	@.ci/spark_connect.sh start $(SPARK_CONNECT_DIR)
+
+spark-connect-stop: ## stop the server of spark-connect-start
+	@.ci/spark_connect.sh stop $(SPARK_CONNECT_DIR)
 
 lint: setup ## ruff
 	$(BIN)/ruff check workbench tests benchmarks

@@ -1,17 +1,28 @@
-"""Page load of the experiment dashboard (Voilà) vs opening the run's executed HTML report.
+"""Decision-visible time of the experiment dashboard (Voilà) vs opening the run's HTML report.
 
-A stakeholder either opens the dashboard (``workbench serve``: every page view starts a kernel,
-which reads the run's logged tables and draws the figures) or the static ``report.html`` that the
-run exported (code hidden). Both are opened in the same headless Chromium; the time is from
-navigation to the decision text being visible. Medians of 5 loads each, and their ratio.
+A stakeholder either opens the dashboard (``workbench serve``: every page view gets a kernel,
+preheated or started for it) or the static ``report.html`` that the run exported (code hidden).
+Both are opened in the same headless Chromium (a fresh browser context per view: nothing
+cached); the time is from navigation to the decision text being visible.
 
-    .venv/bin/python benchmarks/bench_dashboards.py [--users 20000] [--loads 5]
+Dashboard views come in a row: ``--views`` views (default 10), each ``--think`` seconds after the
+previous one showed its decision (default 3 s, someone reading the headline and opening the next
+link), starting with the pool full. Each server configuration gets one warm-up view (not counted:
+OS caches) and a pool refill first. Configurations: ``workbench serve``'s defaults (a pool of
+``server.POOL_SIZE`` preheated kernels for the experiment dashboard, refilled ``FILL_DELAY`` s
+after a take, the newest run prepared in the waiting kernels); the former setting (a pool of one,
+Voilà's 1 s refill delay); no preheating (``--no-preheat``, fewer views). Per configuration:
+median, 95th percentile, max, and how many views got a preheated kernel (from Voilà's log).
+
+    .venv/bin/python benchmarks/bench_dashboards.py [--users 20000] [--views 10] [--think 3]
+        [--site DIR]   # reuse (or make, once) the logged run in DIR: the template run is slow
 
 Needs Debian's chromium (``make browser-deps``) and Playwright (installed from the lock).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -24,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 EXPERIMENT = "checkout_redesign"
-THINK_TIME = 10  # seconds between a pool refill and the next preheated view
+PREHEATED = "Using pre-heated kernel"  # Voilà's log line when a view takes a pooled kernel
 
 
 def _free_port() -> int:
@@ -35,9 +46,13 @@ def _free_port() -> int:
 
 def make_run(base: Path, users: int) -> tuple[str, Path, str]:
     """A published readout run of the ab_test template with its report.html:
-    (run id, report path, decision)."""
+    (run id, report path, decision). Reused when ``base`` holds one (``made.json``)."""
     os.environ["WORKBENCH_REPORTS_DIR"] = str(base / "reports")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    made = base / "made.json"
+    if made.exists():
+        info = json.loads(made.read_text())
+        return info["run_id"], Path(info["report"]), info["decision"]
     from workbench import runner
     from workbench.dashboards import catalogue
     from workbench.data.sample import generate
@@ -52,6 +67,8 @@ def make_run(base: Path, users: int) -> tuple[str, Path, str]:
     run_dir, run_id = result.run_dir, result.mlflow_run_id
     catalogue.publish(run_id)
     decision = catalogue.load_run(run_id).summary["decision"]
+    made.write_text(json.dumps({"run_id": run_id, "report": str(run_dir / "report.html"),
+                                "decision": decision, "users": users}))
     return run_id, run_dir / "report.html", decision
 
 
@@ -82,18 +99,22 @@ def _wait_for(predicate, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def time_dashboard(browser, base: Path, run_id: str, decision: str, loads: int,
-                   preheat: bool) -> tuple[float, list[float]]:
-    """(server start seconds, load times) of the experiment dashboard served by Voilà."""
+def time_dashboard(browser, base: Path, run_id: str, decision: str, views: int, think: float,
+                   name: str, **options) -> tuple[float, list[float], int]:
+    """(server start seconds, decision-visible times, views that got a preheated kernel) of
+    ``views`` views in a row of the experiment dashboard served by Voilà with ``options``
+    (:func:`workbench.dashboards.server.start_server`'s)."""
     from workbench.dashboards import server as dashboards
 
     port = _free_port()
-    log = base / f"voila-{preheat}.log"
+    log = base / f"voila-{name}.log"
+    preheat = options.get("preheat", True)
     t0 = time.perf_counter()
     with open(log, "w") as out:
         server = dashboards.start_server(dashboards.dashboard_target("experiment"), port=port,
-                                      config_dir=base / f"config-{preheat}", preheat=preheat,
-                                      stdout=out, stderr=subprocess.STDOUT)
+                                         config_dir=base / f"config-{name}", stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         **options)
     try:
         while True:
             try:
@@ -104,56 +125,91 @@ def time_dashboard(browser, base: Path, run_id: str, decision: str, loads: int,
                     sys.exit("Voilà did not start:\n" + log.read_text())
                 time.sleep(0.05)
         start = time.perf_counter() - t0
+        url = f"http://127.0.0.1:{port}/?run={run_id}"
+
+        def filled(n: int) -> bool:  # Voilà logs it each time a pool (re)filled
+            return log.read_text().count("is filled with") >= n
+
+        if preheat:
+            _wait_for(lambda: filled(1), 300)
+        _load(browser, url, decision)  # warm-up: OS caches, Chromium's first page
+        if preheat:
+            _wait_for(lambda: filled(2), 300)  # the series starts with the pool full
+            time.sleep(2)
+        used = log.read_text().count(PREHEATED)
         times = []
-        for i in range(loads + 1):  # the first load warms the OS caches: not counted
-            if preheat:
-                # a viewer arriving once the pool refilled and its kernel finished importing
-                # (views are not back to back): pool refilled, then a think time
-                _wait_for(lambda i=i: log.read_text().count("is filled with") > i, 120)
-                time.sleep(THINK_TIME)
-            elapsed = _load(browser, f"http://127.0.0.1:{port}/?run={run_id}", decision)
+        for i in range(views):
             if i:
-                times.append(elapsed)
-        return start, times
+                time.sleep(think)
+            times.append(_load(browser, url, decision))
+        return start, times, log.read_text().count(PREHEATED) - used
     finally:
-        server.terminate()
-        server.wait()
+        dashboards.stop_server(server)
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile, linear between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    position = 0.95 * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def main() -> int:
+    from workbench.dashboards import server as dashboards
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--views", type=int, default=10)
+    parser.add_argument("--think", type=float, default=3.0)
+    parser.add_argument("--cold-views", type=int, default=3)
+    parser.add_argument("--site", type=Path, default=None,
+                        help="folder holding (or to hold) the logged run, reused across runs")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit("Debian chromium missing: run `make browser-deps`")
     from playwright.sync_api import sync_playwright
 
+    configs = [
+        (f"pool of {dashboards.POOL_SIZE}, refill after {dashboards.FILL_DELAY:g} s (default)",
+         "default", args.views, {}),
+        ("pool of 1, refill after 1 s (before)", "pool1", args.views,
+         {"pool_size": 1, "fill_delay": 1.0}),
+        ("no preheating (--no-preheat)", "cold", args.cold_views, {"preheat": False}),
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-dashboards-") as tmp:
         base = Path(tmp)
+        site = args.site or base
+        site.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        run_id, report, decision = make_run(base, args.users)
-        print(f"run {run_id[:8]} logged in {time.perf_counter() - t0:.1f} s; "
-              f"decision: {decision!r}; report.html {report.stat().st_size / 1e6:.1f} MB")
+        run_id, report, decision = make_run(site, args.users)
+        print(f"run {run_id[:8]} ready in {time.perf_counter() - t0:.1f} s; "
+              f"decision: {decision!r}; report.html {report.stat().st_size / 1e6:.1f} MB",
+              flush=True)
+        results = {}
         with sync_playwright() as p:
             browser = _launch(p)
             report_times = [_load(browser, report.as_uri(), decision)
-                            for _ in range(args.loads + 1)][1:]
-            results = {mode: time_dashboard(browser, base, run_id, decision, args.loads,
-                                            preheat=mode == "preheated")
-                       for mode in ("preheated", "cold")}
+                            for _ in range(args.views + 1)][1:]
+            for label, name, views, options in configs:
+                results[label] = time_dashboard(browser, base, run_id, decision, views,
+                                                args.think, name, **options)
+                print(f"{label}: {', '.join(f'{t:.2f}' for t in results[label][1])}",
+                      flush=True)
             browser.close()
     rep = statistics.median(report_times)
 
     def row(label, values):
-        return (f"{label:<40} {statistics.median(values):6.2f} s  "
-                f"[{', '.join(f'{t:.2f}' for t in values)}]")
+        return (f"{label:<48} median {statistics.median(values):5.2f} s  p95 {p95(values):5.2f} s"
+                f"  max {max(values):5.2f} s")
 
-    print(row("report.html, decision visible", report_times))
-    for mode, (start, times) in results.items():
-        print(f"Voilà server start ({mode}):".ljust(41) + f"{start:6.2f} s")
-        print(row(f"dashboard ({mode}), decision visible", times)
-              + f"  ratio to report {statistics.median(times) / rep:.1f}x")
+    print(f"views in a row, {args.think:g} s apart; decision visible (s):")
+    print(row("report.html", report_times))
+    for label, (start, times, pooled) in results.items():
+        print(row(f"dashboard, {label}", times)
+              + f"  ratio to report {statistics.median(times) / rep:.1f}x"
+              + f"  preheated kernels {pooled}/{len(times)}  server start {start:.1f} s")
     return 0
 
 

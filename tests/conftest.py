@@ -158,3 +158,22 @@ def browser():
                   "--no-first-run"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession per test run (Spark starts once: ~10 s). Tests marked `spark`."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("workbench-tests")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.default.parallelism", "2")
+               .config("spark.driver.memory", "1g")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -16,7 +16,7 @@ from workbench.config import get_settings
 from workbench.data.fingerprint import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ["ab_test", "model_experiment", "explain", "drift_report"]
+TEMPLATES = ["ab_test", "model_experiment", "explain", "drift_report", "aa_test", "plan"]
 
 
 def test_templates_are_thin_and_have_literal_parameters():
@@ -45,7 +45,8 @@ def executed(small_warehouse, tmp_path_factory):
     small = {"source": src, "sample_rows": 3000}
     jobs = [
         {"template": "ab_test", "name": None, "cell_timeout": None,
-         "parameters": {"source": src, "pymc_draws": 0, "segments": ["device"]}},
+         "parameters": {"source": src, "pymc_draws": 0, "segments": ["device"],
+                        "planned_mde": 0.05}},
         {"template": "model_experiment", "name": None, "cell_timeout": None,
          "parameters": {**small, "cv": 2}},
         {"template": "explain", "name": None, "cell_timeout": None,
@@ -112,6 +113,15 @@ def test_ab_test(executed, small_warehouse):
         expected = raw.loc["treatment_a", "conversion"] / raw.loc["control", "conversion"] - 1
         assert mrun.data.metrics["conversion.treatment_a.lift"] == pytest.approx(expected)
     assert "bayes.conversion.treatment_a.chance_to_win" in mrun.data.metrics
+    # the same variance reduction in the table, the report and MLflow (CUPED rows)
+    for _, row in results[results["cuped"].astype(bool)].iterrows():
+        key = f"{row['metric']}.{row['variant']}.variance_reduction"
+        assert mrun.data.metrics[key] == pytest.approx(row["variance_reduction"])
+    # planned_mde: the power reached so far for every overall comparison
+    power = pd.read_parquet(run_dir / "tables" / "power.parquet")
+    assert set(zip(power["metric"], power["variant"])) == set(zip(results["metric"],
+                                                                  results["variant"]))
+    assert (power["mde"] == 0.05).all() and power["power"].between(0, 1).all()
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png") >= 4  # figures inline in the stakeholder report
     assert "experiment.analyze(" not in html  # code hidden

@@ -22,8 +22,16 @@ def __getattr__(name: str):
         from workbench.metrics import definition
 
         return getattr(definition, name)
+    if name == "plan":  # wb.plan(...): planning on historical data (workbench/plan.py)
+        from workbench.plan import plan
+
+        return plan
     if name == "plots":  # wb.plots.plot_forest(res) without importing matplotlib at import time
         import importlib
 
         return importlib.import_module("workbench.plots")
+    if name == "assign":  # deterministic hash assignment (numpy; assign_expr for the engine)
+        from workbench.data.assignment import assign
+
+        return assign
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

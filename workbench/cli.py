@@ -27,6 +27,8 @@ def _sample_data(args: argparse.Namespace) -> int:
     from workbench.data.sample import generate
 
     t0 = time.perf_counter()
+    if getattr(args, "scenario", "checkout") == "ramp":
+        return _sample_ramp(args, t0)
     try:
         truth = generate(args.out, seed=args.seed, n_users=args.users, srm=args.srm,
                          crossover=args.crossover, missing=args.missing, progress=True)
@@ -42,6 +44,28 @@ def _sample_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sample_ramp(args: argparse.Namespace, t0: float) -> int:
+    """``sample-data --scenario ramp``: the staged rollout (workbench.data.sample.generate_ramp)."""
+    import time
+
+    from workbench import format as fmt
+    from workbench.config import get_settings
+    from workbench.data.sample import RAMP_EXPERIMENT, generate_ramp
+
+    out = args.out or str(get_settings().warehouse.with_name("ramp.duckdb"))
+    try:
+        truth = generate_ramp(out, seed=args.seed if args.seed is not None else 0,
+                              n_per_phase=max(args.users // 3, 1))
+    except OSError as exc:
+        print(f"workbench sample-data: error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {out} ({RAMP_EXPERIMENT}) in {time.perf_counter() - t0:.1f} s")
+    for r in truth.itertuples():
+        print(f"{r.metric}: true lift {fmt.effect(r.relative_lift, True)}, naive pooled "
+              f"expectation {fmt.effect(r.naive_relative_lift, True)}")
+    return EXIT_OK
+
+
 def _validate(args: argparse.Namespace) -> int:
     """Print the data-quality summary; exit 2 on errors, 0 with warnings only."""
     from workbench.data.quality import check_source
@@ -49,6 +73,90 @@ def _validate(args: argparse.Namespace) -> int:
     report = check_source(args.source, args.experiment)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_BAD_INPUT
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """Plan an experiment on a historical window (moments measured in the engine)."""
+    import workbench as wb
+    from workbench.errors import ParameterError
+
+    try:
+        parts = [w.split("=") for w in args.weights.split(",")]
+        weights = ({k.strip(): float(v) for k, v in parts} if all(len(q) == 2 for q in parts)
+                   else [float(q[0]) for q in parts])
+    except ValueError:
+        raise ParameterError(f"--weights: expected 0.5,0.5 or control=0.5,treatment=0.5, got "
+                             f"{args.weights!r}") from None
+    plan = wb.plan(args.source, args.metrics, start_date=args.start, end_date=args.end,
+                   users_per_day=args.users_per_day, weights=weights, mde=args.mde,
+                   alpha=args.alpha, power=args.power, traffic=args.traffic, days=args.days,
+                   experiment_id=args.experiment,
+                   exposure=args.exposure.split(",") if args.exposure else None)
+    if args.output:
+        plan.to_frame().to_csv(args.output, index=False)
+        print(f"plan table written to {args.output}")
+    print(plan.summary())
+    return 0
+
+
+def _assign(args: argparse.Namespace) -> int:
+    """Assign the units of a table in the engine (hash, no data leaves it); write the rows."""
+    from pathlib import Path
+
+    from workbench import format as fmt
+    from workbench.data import assignment
+    from workbench.data.sources import connect, execute, table
+    from workbench.errors import ParameterError, SourceError
+
+    if (args.out is None) == (args.into is None):
+        raise ParameterError("give exactly one of --out FILE.parquet and --into TABLE")
+    if args.out is not None and not args.out.endswith(".parquet"):
+        raise ParameterError(f"--out must name a .parquet file, got {args.out!r}")
+    if (args.start is None) != (args.end is None):
+        raise ParameterError("--start and --end go together (the experiments rows' dates)")
+    namespace = None
+    if args.namespace is not None:
+        try:
+            lo, hi = (float(v) for v in (args.slice or "").split(","))
+        except ValueError:
+            raise ParameterError(f"--namespace needs --slice LO,HI (e.g. 0,0.5), got "
+                                 f"{args.slice!r}") from None
+        namespace = (args.namespace, lo, hi)
+    elif args.slice is not None:
+        raise ParameterError("--slice needs --namespace")
+    con = connect(args.source, read_only=args.into is None)
+    units = table(con, args.table)
+    rows = assignment.assign_expr(units, args.experiment, args.weights, args.seed,
+                                  unit_column=args.unit, traffic=args.traffic,
+                                  namespace=namespace, assigned_at=args.assigned_at)
+    plan = None
+    if args.start is not None:
+        plan = assignment.experiments_frame(args.experiment, args.weights, args.start, args.end)
+    if args.out is not None:
+        try:
+            con.to_parquet(rows, args.out)
+        except Exception as exc:
+            raise SourceError(f"cannot write {args.out!r}: {str(exc).splitlines()[0]}") from exc
+        where = [args.out]
+        if plan is not None:
+            side = str(Path(args.out).with_suffix("")) + "_experiments.parquet"
+            plan.to_parquet(side, index=False)
+            where.append(side)
+    else:
+        assignment.write(rows, con, args.into)
+        where = [f"table {args.into!r}"]
+        if plan is not None:
+            assignment.write(plan, con, "experiments")
+            where.append("table 'experiments'")
+    n = assignment.counts(rows)
+    total = int(execute(units.count()))
+    arms = ", ".join(f"{v} {fmt.count(n.get(v, 0))}" for v in assignment.parse_weights(
+        args.weights))
+    print(f"Assigned {fmt.count(sum(n.values()))} of {fmt.count(total)} units of "
+          f"{args.table!r} to {args.experiment} (traffic {fmt.percent(args.traffic)}"
+          + (f", namespace {args.namespace} [{args.slice}]" if namespace else "") + f"): {arms}")
+    print("Wrote " + " and ".join(where))
+    return EXIT_OK
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -119,6 +227,12 @@ def _readout_experiment(args: argparse.Namespace):
     if str(args.source or "").lower().endswith((".csv", ".tsv", ".parquet", ".csv.gz")):
         raise ParameterError(f"--source {args.source!r} is a data file: pass a per-unit table "
                              "as --units")
+    if getattr(args, "incremental", None) is not None:
+        from workbench.readout.experiment import Experiment
+
+        return Experiment.from_source(args.source, args.experiment, args.metrics,
+                                      control=args.control, incremental=args.incremental,
+                                      lookback_days=args.lookback_days)
     return open_experiment(args.source, args.experiment, args.metrics, control=args.control)
 
 
@@ -253,6 +367,19 @@ def _publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from workbench import format as fmt
+    from workbench.stats.pymc import cache
+
+    root = cache.cache_dir()
+    if args.action == "clear":
+        freed = cache.clear(root)
+        print(f"cleared {root} ({fmt.count(round(freed / 1024))} KiB)")
+    else:
+        print(root)
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Voilà on the dashboards, bound to localhost unless told otherwise; Ctrl-C, SIGTERM and
     SIGHUP stop it with its kernels, and its private folder (token included) is removed."""
@@ -290,12 +417,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--srm", action="store_true", help="inject a sample ratio mismatch")
     p.add_argument("--crossover", type=float, default=0.0, help="share of users put in 2 variants")
     p.add_argument("--missing", type=float, default=0.0, help="share of revenue values set to NaN")
+    p.add_argument("--scenario", choices=("checkout", "ramp"), default="checkout",
+                   help="'ramp': a staged rollout (10/25/50 %%) with a time trend, written to "
+                        "--out (default: data/ramp.duckdb); --users split over 3 phases")
     p.set_defaults(func=_sample_data)
 
     p = sub.add_parser("validate", help="check a source against the documented schema")
     p.add_argument("--source", default=None, help="DuckDB file or Ibis URL (default: warehouse)")
     p.add_argument("--experiment", default=None, help="experiment id to check")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("assign", help="deterministic hash assignment of a table's units")
+    p.add_argument("--source", default=None, help="DuckDB file or Ibis URL (default: warehouse)")
+    p.add_argument("--table", default="users", help="table of units (default: users)")
+    p.add_argument("--unit", default="user_id", help="unit id column, integer or string")
+    p.add_argument("--experiment", required=True, help="experiment id (salts the hash)")
+    p.add_argument("--weights", required=True, help="e.g. control=0.5,treatment=0.5")
+    p.add_argument("--seed", type=int, default=0, help="hash seed (default 0)")
+    p.add_argument("--traffic", type=float, default=1.0, help="share of units in, (0, 1]")
+    p.add_argument("--namespace", default=None, help="namespace of mutually exclusive tests")
+    p.add_argument("--slice", default=None, help="the experiment's namespace slice LO,HI")
+    p.add_argument("--assigned-at", default=None, help="timestamp, or a column of the table")
+    p.add_argument("--start", default=None, help="start date: also write experiments rows")
+    p.add_argument("--end", default=None, help="end date (inclusive) of the experiments rows")
+    p.add_argument("--out", default=None, help="write the rows to this .parquet file")
+    p.add_argument("--into", default=None, help="append the rows to this table of the source")
+    p.set_defaults(func=_assign)
+
+    p = sub.add_parser("plan", help="plan an experiment on historical data (sizes, days, MDE)")
+    p.add_argument("--source", default=None, help="DuckDB file or Ibis URL (default: warehouse)")
+    p.add_argument("--metrics", default=None, help="metrics YAML (default: the sample's)")
+    p.add_argument("--start", required=True, help="first day of the historical window")
+    p.add_argument("--end", required=True, help="last day (inclusive) of the window")
+    p.add_argument("--mde", type=float, default=0.02, help="relative effect to detect")
+    p.add_argument("--weights", default="0.5,0.5", help="split, control first: 0.5,0.5")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--traffic", type=float, default=1.0, help="share of users in, (0, 1]")
+    p.add_argument("--users-per-day", type=float, default=None,
+                   help="eligible users per day (default: measured over the window)")
+    p.add_argument("--days", type=int, default=None, help="duration for the MDE columns")
+    p.add_argument("--experiment", default="experiment", help="the experiment planned")
+    p.add_argument("--exposure", default=None, help="event types making a unit: a,b")
+    p.add_argument("--output", default=None, help="also write the plan table to this CSV")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("analyze", help="analyse a table of sufficient statistics")
     p.add_argument("stats", help="CSV or parquet, one row per metric x variant")
@@ -327,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date-column", default=None,
                    help="--units: a date column (for the time series)")
     p.add_argument("--control", default=None, help="baseline variant (default: as planned)")
+    p.add_argument("--incremental", default=None, metavar="STATE",
+                   help="a local DuckDB state file of per-unit aggregates: scan only the "
+                        "events since the last run (DuckDB sources)")
+    p.add_argument("--lookback-days", type=int, default=2,
+                   help="--incremental: days re-aggregated each run (late events)")
     p.add_argument("--method", default="frequentist",
                    choices=["frequentist", "sequential", "bayesian"])
     p.add_argument("--segments", nargs="*", default=[], help="dimensions to break down by")
@@ -374,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", help="MLflow run id")
     p.add_argument("--unpublish", action="store_true")
     p.set_defaults(func=_publish)
+
+    p = sub.add_parser("cache", help="the compiled-model cache (WORKBENCH_CACHE): path or clear")
+    p.add_argument("action", choices=["path", "clear"])
+    p.set_defaults(func=_cache)
 
     p = sub.add_parser("serve", help="serve the dashboards with Voilà (secure defaults)")
     p.add_argument("--port", type=int, default=8866)

@@ -64,6 +64,9 @@ class Settings:
         MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<root>/mlflow.db``.
     seed : int
         Default random seed (``WORKBENCH_SEED``, default 20261123).
+    cache_dir : Path
+        Compiled PyMC models and PyTensor/numba compile dirs, shared by every process
+        (``WORKBENCH_CACHE``, default ``<root>/.cache``; ``workbench cache clear`` empties it).
     """
 
     root: Path
@@ -75,6 +78,7 @@ class Settings:
     tracking_uri: str
     seed: int = 20261123
     extra: dict = field(default_factory=dict)
+    cache_dir: Path | None = None
 
 
 def get_settings() -> Settings:
@@ -92,4 +96,5 @@ def get_settings() -> Settings:
         dashboards_dir=_path("DASHBOARDS_DIR", root / "notebooks" / "dashboards", root),
         tracking_uri=tracking_uri,
         seed=_int("SEED", 20261123),
+        cache_dir=_path("CACHE", root / ".cache", root),
     )

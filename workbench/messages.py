@@ -38,6 +38,12 @@ ROBUSTNESS_OTHER_EXPERIMENT = ("robustness: the result is a readout of experimen
 # stats engine
 MISSING_STATS = "missing sufficient statistics (NaN) in this row or its control"
 NO_CONTROL_ROW = "no control row for this metric and segment"
+# regression adjustment with several covariates (workbench.stats.regression): notes, the row is
+# still computed
+ADJUST_TINY_ARM = ("not adjusted for covariates: an arm with n = {n} units cannot fit {k} "
+                   "covariates (needs n > k + 1)")
+ADJUST_COLLINEAR = "covariate(s) {names} dropped: constant or collinear with the others"
+ADJUST_NO_COVARIATE = "not adjusted for covariates: none is usable (constant or collinear)"
 NOT_FINITE = ("a statistic of this row is too large for floating point (an intermediate value "
               "such as sum^2 overflows): rescale the metric")
 NOT_FINITE_CONTROL = ("a statistic of the control row is too large for floating point (an "
@@ -45,3 +51,17 @@ NOT_FINITE_CONTROL = ("a statistic of the control row is too large for floating 
 NOT_FINITE_EFFECT = "the effect or its standard error is not finite (overflow): rescale the metric"
 QUANTILE_TOO_FEW = ("too few units for the interval of this quantile (the order statistics at "
                     "q -/+ 1.96 sigma fall outside the sample)")
+# staged rollouts as phases (workbench.readout.phases)
+PHASES_WEIGHTS = "stratified over phases; weights: each phase's share of the units"
+PHASES_LEFT_OUT = "phase(s) {phases} left out (an arm without units, or not computable)"
+PHASES_NOT_COMBINED = "no phase could be computed: the phases cannot be combined"
+PHASES_POOLED = ("naive pooling of all units across phases (biased when the split changed "
+                 "and the baseline drifted)")
+PHASES_HEADLINE = ("headline effects are stratified across {n} phases (each phase's share of "
+                   "the units as its weight), not pooled: the split changed between phases")
+PHASES_NOT_HEADLINE = ("{n} phases: the headline is the pooled {method} estimate; the "
+                       "stratified (frequentist) estimate is in the phases table")
+PHASE_SRM = "phase {phase}: sample ratio mismatch against that phase's plan (p = {p})"
+PHASES_PLANNED = ("planned split: {split}, implied by the {n} phases' weights and units (each "
+                  "phase is also tested against its own plan)")
+PHASES_OUTSIDE = "phases: {n} units were first exposed outside every phase (left out of them)"

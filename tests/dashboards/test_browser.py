@@ -75,6 +75,12 @@ def served(tmp_path_factory, dashboard_runs):
             except OSError:
                 assert time.monotonic() < deadline, "Voilà did not start:\n" + log.read_text()
                 time.sleep(0.2)
+        # the first view takes a preheated kernel, as a viewer's would once the pool is full
+        deadline = time.monotonic() + 300
+        while "Kernel pool of experiment.ipynb is filled" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the kernel pool never filled:\n" + log.read_text()
+            time.sleep(0.5)
         yield Server(f"http://127.0.0.1:{port}", port, process, log, site)
     finally:
         process.terminate()

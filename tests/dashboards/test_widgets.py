@@ -71,6 +71,12 @@ def _pct(x: float, digits: int = 1, signed: bool = True) -> str:
     return f"{text.replace('-', '+') if float(text) == 0 else text} %"  # -0.0 reads as +0.0
 
 
+def _reduction(x: float) -> str:
+    """A variance reduction as shown: a percentage, '-' where no adjustment was made."""
+    return "-" if x != x else f"{abs(x * 100):.1f} %" if round(x * 100, 1) == 0 \
+        else f"{x * 100:.1f} %"
+
+
 def _p(p: float) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
@@ -121,7 +127,8 @@ def test_the_results_table_shows_the_readouts_numbers(runs_env):
     bayes = runs_env.bayes.results.set_index(["metric", "variant"])
     head, *rows = _results_table(dash.widget)
     assert head == ["metric", "role", "variant", "baseline", "treatment", "lift",
-                    "95 % interval", "p-value", "chance to win", "risk", "verdict"]
+                    "95 % interval", "p-value", "chance to win", "risk", "variance reduction",
+                    "verdict"]
     expected = []
     for r in result.results.to_dict("records"):
         b = bayes.loc[(r["metric"], r["variant"])]
@@ -132,7 +139,8 @@ def test_the_results_table_shows_the_readouts_numbers(runs_env):
                          f"{r['variant_mean']:.4g}", _pct(r["effect"]),
                          f"[{_pct(r['ci_lower'])}, {_pct(r['ci_upper'])}]",
                          f"{_p(r['p_value_adjusted'])} raw {_p(r['p_value'])}", _chance(chance),
-                         _pct(risk, 2, signed=False), r["verdict"]])
+                         _pct(risk, 2, signed=False),
+                         _reduction(r["variance_reduction"]), r["verdict"]])
     assert rows == expected
     # the Bayesian chances are the posterior's, not the frequentist p-values in disguise
     assert 0 < bayes["chance_to_win"].min() and bayes["chance_to_win"].max() < 1
@@ -226,7 +234,7 @@ def test_widget_changes_update_the_view(runs_env):
     # without a Bayesian table the results table has no chance column
     assert _results_table(dash.widget)[0] == [
         "metric", "role", "variant", "baseline", "treatment", "lift", "95 % interval",
-        "p-value", "verdict"]
+        "p-value", "variance reduction", "verdict"]
 
 
 def test_a_run_without_a_readout_record_says_so(runs_env):

@@ -21,7 +21,13 @@ from workbench.metrics import (
     load_metrics,
     summands,
 )
-from workbench.stats.schema import HURDLE_INPUT, INPUT_COLUMNS, MARGIN_INPUT, QUANTILE_INPUT
+from workbench.stats.schema import (
+    COVARIATE_INPUT,
+    HURDLE_INPUT,
+    INPUT_COLUMNS,
+    MARGIN_INPUT,
+    QUANTILE_INPUT,
+)
 
 START, END = dt.date(2026, 1, 10), dt.date(2026, 1, 12)
 VARIANTS = ("control", "treatment")
@@ -207,8 +213,9 @@ def test_statistics_are_read_from_the_stats_schema():
         "sum_pre_den_product": ("y", "w"), "den_pre_den_sum_product": ("d", "w"),
     }
     # every input column of the stats engine is either a key, n, the hurdle's, a product, a
-    # metric's margin attributes or a quantile's order statistics (not sums: compiled apart)
-    apart = set(MARGIN_INPUT) | set(QUANTILE_INPUT)
+    # metric's margin attributes, a quantile's order statistics or the covariate cross products
+    # (compiled apart, only for metrics that declare covariates)
+    apart = set(MARGIN_INPUT) | set(QUANTILE_INPUT) | set(COVARIATE_INPUT)
     rest = set(INPUT_COLUMNS) - set(PRODUCTS) - set(HURDLE_INPUT) - apart
     assert rest == {"metric", "variant", "kind", "n"}
     stats = set(compiler_stats_columns())

@@ -7,6 +7,7 @@ lives until it is culled: without a bound, anyone who can load the page can exha
 ``max_kernels`` are running (the preheated ones included): the viewer gets HTTP 503 and a short
 "busy, try again in a minute" page. A preheated kernel waits for a free slot instead of failing,
 and while it waits Voilà is told the pool is empty, so viewers get the busy page, not a hang.
+A viewer is handed a pooled kernel that finished preheating before one still starting.
 
 Imported by the Voilà process only (keep it light: no workbench imports).
 """
@@ -21,6 +22,11 @@ from traitlets import Integer
 # Shown as the page's heading ("503: ...") and HTTP reason: Voilà's error page shows no more.
 BUSY_MESSAGE = ("The dashboards are busy (all {n} viewer slots are in use); please try again in "
                 "a minute")
+
+
+def _ready(task) -> bool:
+    """A pooled kernel's preheating task is done and succeeded."""
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 class CappedKernelManager(AsyncMappingKernelManager):
@@ -44,6 +50,18 @@ class CappedKernelManager(AsyncMappingKernelManager):
                 return 0 if self._waiting else _own(self, notebook_name)
 
             cls.get_pool_size = get_pool_size
+        render = cls.__dict__.get("get_rendered_notebook")
+        if render is not None:
+            async def get_rendered_notebook(self, notebook_name: str, *args, _render=render,
+                                            **kwargs):
+                """Hand the viewer a kernel that finished preheating, not the oldest one
+                (Voilà takes the first of its pool, which may still be starting)."""
+                pool = getattr(self, "_pools", {}).get(notebook_name)
+                if pool:
+                    pool.sort(key=lambda task: not _ready(task))  # stable: ready ones first
+                return await _render(self, notebook_name, *args, **kwargs)
+
+            cls.get_rendered_notebook = get_rendered_notebook
 
     def kernels_in_use(self) -> int:
         """Kernels running or starting."""

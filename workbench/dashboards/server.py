@@ -35,6 +35,14 @@ MAX_KERNELS = 8  # running at once, the preheated ones (one per dashboard) inclu
 CULL_IDLE_TIMEOUT = 60  # seconds a kernel without a connected page may stay idle
 CULL_INTERVAL = 15
 KERNEL_MANAGER = "workbench.dashboards.kernels.CappedKernelManager"
+# Preheated kernels (measured in benchmarks/bench_dashboards.py, README "Dashboards in about a
+# second"): the experiment dashboard keeps POOL_SIZE kernels waiting with their imports done and
+# the newest run loaded, so views in a row never wait for a kernel to start; other dashboards
+# keep one. A kernel handed to a viewer is replaced FILL_DELAY seconds later, once the viewer's
+# page has rendered: a refill starting at once competes for the CPU with that page.
+POOL_SIZE = 2
+POOLED_DASHBOARD = "experiment.ipynb"
+FILL_DELAY = 2.0
 STOP_TIMEOUT = 15  # seconds Voilà gets to shut its kernels down after SIGINT/SIGTERM
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what systemd, docker, kill and a closed terminal send
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -68,16 +76,33 @@ def voila_command(target: str | Path, *, port: int, ip: str = "127.0.0.1",
     ]
 
 
+def pool_sizes(max_kernels: int = MAX_KERNELS, pool_size: int = POOL_SIZE) -> dict[str, int]:
+    """Preheated kernels per dashboard: ``pool_size`` for the experiment dashboard, one for the
+    others, as long as the preheated ones leave at least half of ``max_kernels`` to viewers
+    (else one each)."""
+    others = len(DASHBOARDS) - 1
+    room = int(max_kernels) // 2 - others
+    return {"default": 1, POOLED_DASHBOARD: max(1, min(int(pool_size), room))}
+
+
 def voila_config(token: str | None = None, password: str | None = None, *,
-                 max_kernels: int = MAX_KERNELS) -> dict:
+                 max_kernels: int = MAX_KERNELS, preheat: bool = True,
+                 pool_size: int = POOL_SIZE, fill_delay: float = FILL_DELAY) -> dict:
     """Voilà configuration holding the secrets, so they never appear in ``ps`` or kernel env,
     and the kernel bounds: the capped kernel manager, no culling of a page that is still open,
-    no buffering of a closed page's messages."""
+    no buffering of a closed page's messages; with ``preheat``, the kernel pools
+    (:func:`pool_sizes`, Voilà 0.5's ``VoilaKernelManager.kernel_pools_config``) and the delay
+    before a used kernel is replaced (``VoilaKernelManager.fill_delay``)."""
     config: dict[str, Any] = {
         "VoilaConfiguration": {"multi_kernel_manager_class": KERNEL_MANAGER},
         "CappedKernelManager": {"max_kernels": int(max_kernels)},
         "MappingKernelManager": {"cull_connected": False, "buffer_offline_messages": False},
     }
+    if preheat:
+        config["VoilaKernelManager"] = {
+            "kernel_pools_config": {name: {"pool_size": size} for name, size
+                                    in pool_sizes(max_kernels, pool_size).items()},
+            "fill_delay": float(fill_delay)}
     if token:
         config["Voila"] = {"token": token}
     if password:
@@ -130,6 +155,7 @@ def start_server(target: str | Path, *, port: int, ip: str = "127.0.0.1",
                  config_dir: str | Path, env: dict | None = None,
                  cull_idle_timeout: int = CULL_IDLE_TIMEOUT, cull_interval: int = CULL_INTERVAL,
                  all_runs: bool = False, preheat: bool = True, max_kernels: int = MAX_KERNELS,
+                 pool_size: int = POOL_SIZE, fill_delay: float = FILL_DELAY,
                  **popen_kwargs) -> subprocess.Popen:
     """Start Voilà in the background; the caller owns the process (:func:`stop_server`).
 
@@ -142,7 +168,8 @@ def start_server(target: str | Path, *, port: int, ip: str = "127.0.0.1",
     config_file.unlink(missing_ok=True)
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from the start
     with os.fdopen(fd, "w") as handle:
-        json.dump(voila_config(token, password, max_kernels=max_kernels), handle)
+        json.dump(voila_config(token, password, max_kernels=max_kernels, preheat=preheat,
+                               pool_size=pool_size, fill_delay=fill_delay), handle)
     run_env = dict(os.environ if env is None else env)
     settings = get_settings()
     run_env.setdefault("WORKBENCH_ROOT", str(settings.root))

@@ -16,6 +16,7 @@ from workbench.readout.decision import not_computed
 from workbench.readout.record import (
     ARMS,
     BAYESIAN,
+    PHASES,
     POWER,
     RESULTS,
     ROBUSTNESS,
@@ -185,7 +186,7 @@ def section_tables(record: ReadoutRecord) -> list[tuple[str, str, Any]]:
     """``(name, title, frame)`` of the record's arm-versus-arm, robustness, power and
     simulation tables, in that order, when it has them."""
     out = []
-    for name in (ARMS, ROBUSTNESS, POWER, SIMULATION):
+    for name in (ARMS, ROBUSTNESS, POWER, SIMULATION, PHASES):
         frame = record.table(name)
         if frame is not None and not frame.empty:
             out.append((name, table.TITLES[name], frame))

@@ -172,12 +172,17 @@ def warm_up() -> None:
     plots()
 
 
+def preheated() -> bool:
+    """True in a kernel Voilà preheated (it waits for its viewer in :func:`wait_for_viewer`)."""
+    return os.environ.get("VOILA_PREHEAT", "False") == "True"
+
+
 def wait_for_viewer() -> None:
     """In a preheated Voilà kernel, block until a viewer's request arrives (sets QUERY_STRING).
 
     Outside Voilà's preheat mode this returns at once.
     """
-    if os.environ.get("VOILA_PREHEAT", "False") == "True":
+    if preheated():
         from voila.utils import wait_for_request
 
         wait_for_request()
@@ -222,6 +227,101 @@ def _plotted(plot, frame, *, height: float, width: float = 6.4, **kwargs):
     return fig
 
 
+# ------------------------------------------------------------------------------- caches
+# Drawing the figures is nearly all of a dashboard's kernel time (~0.3 s each, several seconds
+# on a loaded machine), and reading a run's tables is most of the rest. A preheated kernel
+# loads the newest run and draws its default view before its viewer arrives
+# (ExperimentDashboard.prepare); the page then takes both from here. Keyed by the run's id,
+# folder and run.json modification time: a rewritten run is read and drawn again.
+_LOADED: dict[tuple, LoadedRun] = {}
+_PNGS: dict[tuple, bytes] = {}
+_CACHED_RUNS = 4  # a kernel serves one page: a few runs chosen in its dropdowns at most
+
+
+def _run_key(record: RunRecord) -> tuple:
+    try:
+        mtime = (record.path / "run.json").stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    return (record.run_id, str(record.path), mtime)
+
+
+def _evict(cache: dict, keep: set) -> None:
+    for key in [k for k in cache if (k[0] if isinstance(k[0], tuple) else k) not in keep]:
+        del cache[key]
+
+
+def cached_run(run_id: str, runs: list[RunRecord]) -> LoadedRun:
+    """:func:`~workbench.dashboards.catalogue.load_run`, read once per run and kernel (the
+    record itself is always the fresh one from ``runs``).
+
+    Raises
+    ------
+    PublishError
+        No run among ``runs`` has this id.
+    """
+    record = find_run(run_id, runs)
+    if record is None:
+        return load_run(run_id, runs=runs)  # raises the catalogue's error
+    key = _run_key(record)
+    loaded = _LOADED.get(key)
+    if loaded is None:
+        loaded = load_run(record.run_id, runs=runs)
+        _LOADED[key] = loaded
+        if len(_LOADED) > _CACHED_RUNS:
+            keep = set(list(_LOADED)[-_CACHED_RUNS:])
+            _evict(_LOADED, keep)
+            _evict(_PNGS, keep)
+    return LoadedRun(record=record, tables=loaded.tables, figures=loaded.figures)
+
+
+def _png(key: tuple, build) -> bytes:
+    """The PNG of the figure ``build()`` draws, drawn once per ``key``."""
+    data = _PNGS.get(key)
+    if data is None:
+        data = _PNGS[key] = _figure_png(build())
+    return data
+
+
+def _forest(record: ReadoutRecord):
+    results = record.results
+    return _plotted(plots().plot_forest, results, percent=text.is_relative(record), width=7.2,
+                    height=0.45 * len(results) + 1.5)
+
+
+def _cumulative(record: ReadoutRecord, metric: str):
+    return _plotted(plots().plot_cumulative_lift, record.table(TIMESERIES), metric=metric,
+                    percent=text.is_relative(record), height=3.6)
+
+
+def _segment_rows(record: ReadoutRecord, metric: str, dimension: str | None):
+    frame = record.table(SEGMENTS)
+    if frame is None or frame.empty or dimension is None:
+        return None
+    return frame[(frame["metric"] == metric) & (frame["dimension"] == dimension)]
+
+
+def _segment_bars(record: ReadoutRecord, metric: str, dimension: str):
+    rows = _segment_rows(record, metric, dimension)
+    return _plotted(plots().plot_segments, record.table(SEGMENTS), metric=metric,
+                    dimension=dimension, percent=text.is_relative(record),
+                    height=0.35 * len(rows) + 1.6)
+
+
+def _has_timeseries(record: ReadoutRecord, metric: str) -> bool:
+    frame = record.table(TIMESERIES)
+    return frame is not None and not frame.empty and bool((frame["metric"] == metric).any())
+
+
+def _choices(record: ReadoutRecord) -> tuple[list, list]:
+    """The metrics and segment dimensions a record offers, in its order."""
+    metrics = list(dict.fromkeys(record.results["metric"]))
+    segments = record.table(SEGMENTS)
+    dimensions = (list(dict.fromkeys(segments["dimension"].dropna()))
+                  if segments is not None and not segments.empty else [])
+    return metrics, dimensions
+
+
 # ------------------------------------------------------------------------------- dashboards
 class _Dashboard:
     """Shared machinery: run selection, query parameters, friendly failures."""
@@ -235,6 +335,9 @@ class _Dashboard:
         warm_up()
         self.widgets = widgets
         if query_string is None:
+            if preheated():  # before the viewer arrives: what any view will need
+                self.prepare(published_only_default() if published_only is None
+                             else published_only)
             wait_for_viewer()
         self.query = query_parameters(query_string)
         self.published_only = (published_only_default() if published_only is None
@@ -256,6 +359,10 @@ class _Dashboard:
 
     def accepts(self, record: RunRecord) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    @classmethod
+    def prepare(cls, published_only: bool) -> None:
+        """Work done by a preheated kernel before its viewer arrives (none by default)."""
 
     def _scope(self) -> str:
         return "published" if self.published_only else "logged"
@@ -317,7 +424,7 @@ class _Dashboard:
     def show(self, run_id: str):
         """Load a run and render it; any failure becomes a friendly message."""
         try:
-            self.run = load_run(run_id, runs=self.runs)
+            self.run = cached_run(run_id, self.runs)
             self.body.children = self.render(self.run)
         except Exception as exc:  # noqa: BLE001 - a viewer never sees a traceback
             log.debug("rendering run %s failed", run_id, exc_info=True)
@@ -329,6 +436,12 @@ class _Dashboard:
 
     def _image(self, fig_or_path, max_width: str = "100%") -> Any:
         data = fig_or_path.read_bytes() if isinstance(fig_or_path, Path) else _figure_png(fig_or_path)
+        return self.widgets.Image(value=data, format="png",
+                                  layout=self.widgets.Layout(max_width=max_width, height="auto"))
+
+    def _drawn(self, name: tuple, build, max_width: str = "100%") -> Any:
+        """An image of the figure ``build()`` draws for the shown run (drawn once: caches)."""
+        data = _png((_run_key(self.run.record), *name), build)
         return self.widgets.Image(value=data, format="png",
                                   layout=self.widgets.Layout(max_width=max_width, height="auto"))
 
@@ -383,6 +496,34 @@ class ExperimentDashboard(_Dashboard):
     def accepts(self, record: RunRecord) -> bool:
         return RESULTS in record.tables
 
+    @classmethod
+    def prepare(cls, published_only: bool) -> None:
+        """Load the newest run and draw the figures of its default view (the first metric and
+        dimension), so that a viewer of it waits for neither. Failures are left to the page."""
+        import warnings
+
+        try:
+            runs = [r for r in list_runs(published_only=published_only)
+                    if RESULTS in r.tables]
+            if not runs:
+                return
+            run = cached_run(runs[0].run_id, runs)
+            record = ReadoutRecord.from_logged(run.summary, run.tables)
+            key = _run_key(run.record)
+            metrics, dimensions = _choices(record)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _png((key, "forest"), lambda: _forest(record))
+                if metrics and _has_timeseries(record, metrics[0]):
+                    _png((key, "cumulative", metrics[0]), lambda: _cumulative(record, metrics[0]))
+                dimension = dimensions[0] if dimensions else None
+                rows = _segment_rows(record, metrics[0], dimension) if metrics else None
+                if rows is not None and not rows.empty:
+                    _png((key, "segments", metrics[0], dimension),
+                         lambda: _segment_bars(record, metrics[0], dimension))
+        except Exception:  # noqa: BLE001 - the page will say what failed, in words
+            log.debug("preparing the newest run failed", exc_info=True)
+
     def render(self, run: LoadedRun) -> list:
         w = self.widgets
         try:
@@ -403,19 +544,13 @@ class ExperimentDashboard(_Dashboard):
             w.HTML(box("<b>Traffic split.</b> " + esc(srm_text), srm_kind)),
             w.HTML(box("<b>Data quality.</b> " + esc(dq_lines[0])
                        + _bullets(dq_lines[1:], "4px 0 0 0"), dq_kind))])
-        results = record.results
-        relative = text.is_relative(record)
         table = self._wide("Results", lambda: [self._full_width(self._results_html(record))])
         lift = self._safe(f"Lift by metric ({text.level(record)} intervals)", lambda: [
-            self._image(_plotted(plots().plot_forest, results, percent=relative, width=7.2,
-                                 height=0.45 * len(results) + 1.5), max_width="720px")])
+            self._drawn(("forest",), lambda: _forest(record), max_width="720px")])
         extra = [self._wide(title, lambda n=name, f=frame: [
             self._full_width(self._section_html(record, n, f))])
             for name, title, frame in text.section_tables(record)]
-        metrics = list(dict.fromkeys(results["metric"]))
-        segments = record.table(SEGMENTS)
-        dimensions = (list(dict.fromkeys(segments["dimension"].dropna()))
-                      if segments is not None and not segments.empty else [])
+        metrics, dimensions = _choices(record)
         self._updating = True  # one render for the new options, not one per trait change
         try:
             self.metric_select.options = metrics
@@ -482,22 +617,19 @@ class ExperimentDashboard(_Dashboard):
         frame = record.table(TIMESERIES)
         if frame is None or frame.empty:
             return self._message(text.NO_TIMESERIES)
-        if not (frame["metric"] == metric).any():
+        if not _has_timeseries(record, metric):
             return self._message(text.NO_TIMESERIES_FOR.format(metric=metric))
-        return [self._image(_plotted(plots().plot_cumulative_lift, frame, metric=metric,
-                                     percent=text.is_relative(record), height=3.6))]
+        return [self._drawn(("cumulative", metric), lambda: _cumulative(record, metric))]
 
     def _segments(self, record: ReadoutRecord, metric: str):
-        frame = record.table(SEGMENTS)
         dimension = self.dimension_select.value
-        if frame is None or frame.empty or dimension is None:
+        rows = _segment_rows(record, metric, dimension)
+        if rows is None:
             return self._message(text.NO_SEGMENTS)
-        rows = frame[(frame["metric"] == metric) & (frame["dimension"] == dimension)]
         if rows.empty:
             return self._message(text.NO_SEGMENTS_FOR.format(dimension=dimension, metric=metric))
-        return [self._image(_plotted(plots().plot_segments, frame, metric=metric,
-                                     dimension=dimension, percent=text.is_relative(record),
-                                     height=0.35 * len(rows) + 1.6))]
+        return [self._drawn(("segments", metric, dimension),
+                            lambda: _segment_bars(record, metric, dimension))]
 
 
 def experiment_dashboard(run_id: str | None = None, *, metric: str | None = None,

@@ -374,6 +374,11 @@ def _plan_from_table(checks: _Checks, eid: str, plan: pd.DataFrame) -> _Plan | N
         return None
     weights = plan.groupby("variant", sort=False)["planned_weight"].sum()
     total_w = float(weights.sum())
+    if "phase" in plan.columns:  # one row per variant x phase: each phase sums to 1
+        sums = plan.groupby("phase", sort=False)["planned_weight"].sum()
+        bad = sums[(sums - 1.0).abs() > 1e-6]
+        total_w = 1.0 if bad.empty else float(bad.iloc[0])
+        weights = plan.groupby("variant", sort=False)["planned_weight"].mean()
     if abs(total_w - 1.0) > 1e-6:
         checks.add(EXPERIMENT, "experiments", "planned_weight", ERROR, len(plan), float("nan"),
                    f"planned weights of {eid!r} sum to {total_w:.6g}, not 1")
@@ -569,7 +574,8 @@ def check_source(source: Any = None, experiment_id: str | None = None, *,
     p_values: dict = {}
     eids: tuple = ()
     if _NEED_PLAN <= usable["experiments"] and _NEED_ASSIGNMENTS <= usable["assignments"]:
-        plans = execute(tables["experiments"].select(*sorted(_NEED_PLAN)))
+        plans = execute(tables["experiments"].select(*sorted(
+            _NEED_PLAN | ({"phase"} & set(tables["experiments"].columns)))))
         eids = ((experiment_id,) if experiment_id is not None
                 else tuple(sorted(plans["experiment_id"].astype(str).unique())))
         for eid in eids:
@@ -626,7 +632,7 @@ def check_experiment(window: Any, assignments, events, *, users=None, experiment
                  window.start_date, window.end_date)
     if experiments is not None and _NEED_PLAN <= usable["experiments"]:
         rows = execute(experiments.filter(experiments.experiment_id == eid)
-                       .select(*sorted(_NEED_PLAN)))
+                       .select(*sorted(_NEED_PLAN | ({"phase"} & set(experiments.columns)))))
         if len(rows):
             _plan_from_table(checks, eid, rows)
     p_values: dict = {}

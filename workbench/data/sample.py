@@ -700,3 +700,129 @@ def generate_other(path, *, seed: int = 0, n_users: int = 4000, days: int = 7,
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
             con.unregister("frame")
     return {"assignments": assignments, "events": events}
+
+
+# -- a staged rollout (ramp) with a time trend -------------------------------------------------
+RAMP_EXPERIMENT = "ramp_rollout"
+#: Treatment weight of each phase, the baseline conversion and order value trending upward.
+RAMP_WEIGHTS = (0.10, 0.25, 0.50)
+RAMP_BASELINE = (0.08, 0.09, 0.10)
+RAMP_ORDER_VALUE = (50.0, 55.0, 60.0)
+RAMP_PHASE_DAYS = 7
+RAMP_START = dt.date(2026, 3, 2)
+#: Its metrics (no pre-period: the units are new in each phase).
+RAMP_METRICS = {
+    "experiment": RAMP_EXPERIMENT,
+    "metrics": [
+        {"name": "conversion", "kind": "proportion", "event_type": "order", "aggregation": "any",
+         "role": "primary", "cuped": False},
+        {"name": "revenue_per_user", "kind": "mean", "event_type": "order",
+         "aggregation": "sum", "column": "revenue", "cuped": False},
+    ],
+}
+
+
+def _ramp_truth(n, weights, baseline, value, lift) -> pd.DataFrame:
+    """Truth of the ramp: population (all units, phases weighted by their units) means and the
+    expectation of the naive pooled estimate (arms pooled over phases)."""
+    n, w, p, v = (np.asarray(a, float) for a in (n, weights, baseline, value))
+    share = n / n.sum()
+    rows = []
+    for metric, base in (("conversion", p), ("revenue_per_user", p * v)):
+        c = float(share @ base)
+        t = c * (1 + lift)
+        nt, nc = n * w, n * (1 - w)
+        naive = float((nt @ (base * (1 + lift))) / nt.sum() / ((nc @ base) / nc.sum()) - 1)
+        rows.append({"experiment_id": RAMP_EXPERIMENT, "metric": metric, "variant": "treatment",
+                     "dimension": "(all)", "segment": "(all)", "control_value": c,
+                     "variant_value": t, "absolute_effect": t - c, "relative_lift": lift,
+                     "naive_relative_lift": naive})
+    return pd.DataFrame(rows)
+
+
+def generate_ramp(path, *, seed: int = 0, n_per_phase: int = 30_000,
+                  weights=RAMP_WEIGHTS, baseline=RAMP_BASELINE, order_value=RAMP_ORDER_VALUE,
+                  lift: float = 0.05) -> pd.DataFrame:
+    """A staged rollout: the treatment's weight ramps over phases while the baseline trends.
+
+    Phase ``k`` (``RAMP_PHASE_DAYS`` days each, from ``RAMP_START``) exposes ``n_per_phase`` new
+    users at uniform times, each in ``treatment`` with probability ``weights[k]`` (drawn
+    directly). A user converts (one ``order`` within 2 days of exposure, before the end) with
+    probability ``baseline[k]``, times ``1 + lift`` in treatment; order values are log-normal
+    with mean ``order_value[k]`` (no effect), so both metrics of :data:`RAMP_METRICS` have the
+    true relative lift ``lift`` in every phase and overall. Every user also has 1 + Poisson(1.5)
+    ``session`` events. Because treatment units are concentrated in the later phases, where
+    the baseline is higher, pooling the arms over phases overstates the lift (the truth's
+    ``naive_relative_lift``); the phase-stratified estimate does not.
+
+    Writes ``assignments``, ``events``, ``experiments`` (one row per variant x phase, with
+    ``phase`` and ``traffic``) and ``truth`` to the DuckDB file ``path``.
+
+    Returns
+    -------
+    DataFrame
+        The truth rows (as written) plus ``naive_relative_lift``, the expectation of the naive
+        pooled estimate.
+    """
+    import pyarrow as pa
+
+    from workbench.data.schema import TRUTH
+
+    rng = np.random.default_rng(seed)
+    k = len(weights)
+    if not (len(baseline) == len(order_value) == k) or n_per_phase < 1:
+        raise ValueError("weights, baseline and order_value need one entry per phase")
+    n = k * n_per_phase
+    phase = np.repeat(np.arange(k), n_per_phase)
+    t0 = pd.Timestamp(RAMP_START)
+    end = t0 + pd.Timedelta(days=k * RAMP_PHASE_DAYS)
+    offset_s = (phase + rng.random(n)) * RAMP_PHASE_DAYS * 86400.0
+    assigned = t0 + pd.to_timedelta(np.round(offset_s), unit="s")
+    treated = rng.random(n) < np.asarray(weights)[phase]
+    p = np.asarray(baseline)[phase] * np.where(treated, 1 + lift, 1.0)
+    converts = rng.random(n) < p
+    left_s = (end - assigned).total_seconds().to_numpy()
+    order_s = rng.random(n) * np.minimum(2 * 86400.0, left_s - 1)
+    sigma = 0.8
+    mu = np.log(np.asarray(order_value)[phase]) - sigma**2 / 2
+    revenue = np.round(rng.lognormal(mu, sigma), 2)
+    ids = rng.permutation(np.arange(1_000_000, 1_000_000 + n))
+    sessions = 1 + rng.poisson(1.5, n)
+    s_user = np.repeat(np.arange(n), sessions)
+    s_time = assigned[s_user] + pd.to_timedelta(
+        rng.random(s_user.size) * np.minimum(2 * 86400.0, left_s[s_user] - 1), unit="s")
+    o = np.flatnonzero(converts)
+    events = pd.DataFrame({
+        "user_id": np.r_[ids[s_user], ids[o]],
+        "event_time": np.r_[s_time.to_numpy(), (assigned[o] + pd.to_timedelta(
+            order_s[o], unit="s")).to_numpy()],
+        "event_type": np.r_[np.full(s_user.size, "session"), np.full(o.size, "order")],
+        "revenue": np.r_[np.full(s_user.size, np.nan), revenue[o]],
+        "items": pd.array(np.r_[np.full(s_user.size, -1), rng.integers(1, 4, o.size)],
+                          dtype="Int64"),
+    })
+    events.loc[events["event_type"] == "session", "items"] = pd.NA
+    events["event_time"] = events["event_time"].astype("datetime64[us]")
+    assigned = assigned.astype("datetime64[us]")
+    assignments = pd.DataFrame({"experiment_id": RAMP_EXPERIMENT, "user_id": ids,
+                                "variant": np.where(treated, "treatment", "control"),
+                                "assigned_at": assigned})
+    rows = []
+    for j in range(k):
+        lo = RAMP_START + dt.timedelta(days=j * RAMP_PHASE_DAYS)
+        for variant, wt, ctrl in (("control", 1 - weights[j], 1), ("treatment", weights[j], 0)):
+            rows.append({"experiment_id": RAMP_EXPERIMENT, "variant": variant,
+                         "planned_weight": float(wt), "is_control": ctrl, "start_date": lo,
+                         "end_date": lo + dt.timedelta(days=RAMP_PHASE_DAYS - 1),
+                         "phase": f"phase_{j + 1}", "traffic": 1.0})
+    experiments = pd.DataFrame(rows)
+    truth = _ramp_truth([n_per_phase] * k, weights, baseline, order_value, lift)
+    cols = [c.name for c in TRUTH]
+    tables = {name: (pa.Table.from_pandas(frame, preserve_index=False), "*", order)
+              for name, frame, order in (
+                  ("assignments", assignments, "user_id"),
+                  ("events", events, "user_id, event_time"),
+                  ("experiments", experiments, None),
+                  ("truth", truth[cols], None))}
+    _write(Path(path), tables)
+    return truth

@@ -4,6 +4,7 @@
 >>> con = connect("data/warehouse.duckdb")
 >>> con = connect("duckdb://data/warehouse.duckdb?read_only=true")
 >>> con = connect(spark_session)                     # a pyspark SparkSession
+>>> con = connect("sc://127.0.0.1:15002")             # a Spark Connect server (a cluster)
 >>> con = register_files(connect(":memory:"), {"events": "events.parquet"})
 >>> t = units_table(df)                              # a per-unit table (DataFrame, file, Ibis)
 """
@@ -32,6 +33,7 @@ def connect(source: Any = None, *, read_only: bool = True):
     source : None, str, Path, ibis backend or SparkSession
         None: the settings' warehouse DuckDB file; a path ending in ``.duckdb``/``.db``;
         ``":memory:"``; an Ibis URL (``duckdb://...``, ``postgres://...``, ``pyspark://``...);
+        a Spark Connect URL ``sc://host:port`` (a Spark cluster's Connect endpoint);
         an Ibis backend (returned as is); a ``pyspark.sql.SparkSession``.
     read_only : bool
         Open DuckDB files read-only (default), so a readout never locks out a writer.
@@ -73,6 +75,8 @@ def connect(source: Any = None, *, read_only: bool = True):
             return ibis.duckdb.connect(str(path), read_only=read_only)
         except Exception as exc:
             raise SourceError(f"cannot open DuckDB file {text!r}: {exc}") from exc
+    if isinstance(source, str) and source.lower().startswith("sc://"):
+        return _spark_connect(source)
     if isinstance(source, str):
         try:
             return ibis.connect(source)
@@ -83,6 +87,48 @@ def connect(source: Any = None, *, read_only: bool = True):
             f"unsupported source: a {_frame_kind(source)} is a per-unit table; use "
             "wb.Experiment.from_units(df, variant=..., metrics=...)")
     raise SourceError(f"unsupported source {source!r}: give a path, an Ibis URL or a backend")
+
+
+def _spark_connect(url: str):
+    """An Ibis backend on a Spark Connect server: ``sc://host:port[/;token=...;use_ssl=true]``.
+
+    The port is probed first, so a server that is not there fails at once (the Connect client
+    itself retries for minutes). Opening a Connect session switches PySpark to Connect mode for
+    the whole process (``SPARK_CONNECT_MODE_ENABLED``): do not mix it with a local
+    ``SparkSession`` in one process.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    import ibis
+
+    try:
+        parts = urlsplit(url.split(";", 1)[0])
+        host, port = parts.hostname, parts.port or 15002
+    except ValueError as exc:
+        raise SourceError(f"source {url!r}: not a Spark Connect URL ({exc})") from exc
+    if not host:
+        raise SourceError(f"source {url!r}: no host in the Spark Connect URL (sc://host:port)")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SourceError(f"no Spark Connect server at {url!r}: {host}:{port} does not answer "
+                          f"({exc.strerror or exc})") from exc
+    try:
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.builder.remote(url).getOrCreate()
+    except ImportError as exc:
+        raise SourceError(f"source {url!r} needs the Spark Connect client: "
+                          f"pip install 'pyspark[connect]' ({exc})") from exc
+    except Exception as exc:
+        raise SourceError(f"cannot open a Spark Connect session on {url!r}: {_short(exc)}") \
+            from exc
+    try:
+        return ibis.pyspark.connect(session)
+    except Exception as exc:
+        raise SourceError(f"cannot connect Ibis to the Spark Connect session {url!r}: "
+                          f"{_short(exc)}") from exc
 
 
 def register_files(con, files: Mapping[str, str | Path]):

@@ -26,8 +26,10 @@ import pandas as pd
 
 from workbench.data.sources import execute
 from workbench.errors import SourceError
+from workbench.metrics import covariates
 from workbench.metrics.definition import Aggregate, MetricDefinition, fail
 from workbench.metrics.window import ExperimentWindow
+from workbench.stats.regression import COVARIATES
 from workbench.stats.schema import GROUP_COLUMNS, HURDLE_INPUT, INPUT_COLUMNS, PRODUCTS
 
 OTHER = "(other)"
@@ -104,7 +106,7 @@ class StatisticsCompiler:
                     rows.append({"metric": m.name, "column": tag, "cap": m.cap_value})
         pct = [m for m in self.metrics if m.cap_percentile is not None]
         if pct:
-            t = self.with_metrics(pct).unit_values(capped=False)
+            t = self.unit_values(capped=False)  # the pct metrics' columns are among its own
             exprs = {_column(m.name, tag): t[_column(m.name, tag)].quantile(m.cap_percentile)
                      for m in pct for tag in (("y", "x") if m.cuped else ("y",))}
             for k, v in execute(t.aggregate(**exprs)).iloc[0].items():
@@ -120,6 +122,7 @@ class StatisticsCompiler:
         for m in metrics if metrics is not None else self.metrics:
             values = {tag: t[_column(m.name, tag)] for tag, _, _ in m.parts}
             aggs |= {k: v.sum() for k, v in summands(values, m).items()}
+            aggs |= {k: v.sum() for k, v in covariates.summands(t, m).items()}
         return aggs
 
     def _to_long(self, wide: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -133,12 +136,16 @@ class StatisticsCompiler:
             part.insert(0, "metric", m.name)
             part["kind"] = m.kind
             part[N] = wide[f"__{N}"].astype("int64")
+            if covariates.names(self, m) and f"{prefix}cov_sum__0" in wide.columns:
+                part[COVARIATES] = covariates.names(self, m)
             frames.append(part)
         df = pd.concat(frames, ignore_index=True)
         front = ["metric", "variant", "kind", N]
         rest = [c for c in INPUT_COLUMNS if c in df.columns and c not in front]
+        rest += covariates.stat_columns(df)  # cov_sum__0, ... (stats/regression.py)
         df = df[front + rest + groups]
-        df[rest] = df[rest].astype("float64")
+        numeric = [c for c in rest if c != COVARIATES]
+        df[numeric] = df[numeric].astype("float64")
         order = {m.name: i for i, m in enumerate(self.metrics)}
         vorder = {v: i for i, v in enumerate(self.window.variants)}
         df["__o"] = df["metric"].map(order)
@@ -204,6 +211,43 @@ class StatisticsCompiler:
             frames.append(grp.reset_index(drop=True))
         return pd.concat(frames, ignore_index=True)
 
+    # -- per phase (staged rollouts) -----------------------------------------------------
+    def phase_stats(self, phases: Sequence[tuple[str, Any, Any]]) -> pd.DataFrame:
+        """Stats-engine input per metric x variant x ``phase``: a unit belongs to the phase
+        ``(name, start, end)`` whose ``[start, end)`` holds its first exposure ``assigned_at``
+        (units outside every phase are left out). Every variant of the window gets a row in
+        every phase (zeros when it has no unit there). Quantile metrics are left out.
+        """
+        import ibis
+
+        if self._additive() is not self:
+            sub = self._additive()
+            return pd.DataFrame() if sub is None else sub.phase_stats(phases)
+        phase = GROUP_COLUMNS[4]
+        t = self.unit_values()
+        if "assigned_at" not in t.columns:
+            raise SourceError("phases need each unit's assignment time (a per-unit table: "
+                              "pass date=)")
+        at = t.assigned_at
+        branches = [((at >= start) & (at < end), str(name)) for name, start, end in phases]
+        t = t.mutate(**{phase: ibis.cases(*branches, else_=ibis.null("string"))})
+        t = t.filter(t[phase].notnull())
+        wide = execute(t.group_by("variant", phase).aggregate(**self._statistics(t)))
+        names = [str(name) for name, _, _ in phases]
+        full = pd.MultiIndex.from_product([list(self.window.variants), names],
+                                          names=["variant", phase])
+        wide = (wide.set_index(["variant", phase]).reindex(full.union(
+            pd.MultiIndex.from_frame(wide[["variant", phase]]), sort=False)).fillna(0.0)
+            .reset_index())
+        out = self._to_long(wide, ["variant", phase])
+        order = {n: i for i, n in enumerate(names)}
+        return (out.assign(__p=out[phase].map(order))
+                .sort_values(["__p"], kind="stable").drop(columns="__p")
+                .pipe(lambda f: f.sort_values(
+                    ["metric"], key=lambda c: c.map({m.name: i for i, m in
+                                                     enumerate(self.metrics)}), kind="stable"))
+                .reset_index(drop=True))
+
 
 @dataclass
 class MetricCompiler(StatisticsCompiler):
@@ -228,8 +272,10 @@ class MetricCompiler(StatisticsCompiler):
     metrics: list[MetricDefinition]
     users: Any = None
     exclude_crossovers: bool = True
+    per_unit: Any = field(default=None, repr=False)  # (compiler, events) -> per-unit aggregates
     _units: Any = field(default=None, init=False, repr=False)
     _caps: Any = field(default=None, init=False, repr=False)
+    _values: Any = field(default=None, init=False, repr=False)  # materialised unit table
 
     # -- units ---------------------------------------------------------------------------
     def units(self):
@@ -310,7 +356,8 @@ class MetricCompiler(StatisticsCompiler):
 
     def _joined_events(self):
         units = self.units()
-        max_pre = max([m.pre_period_days for m in self.metrics if m.cuped] or [0])
+        max_pre = max([m.pre_period_days for m in self.metrics
+                       if m.cuped or m.covariate_parts] or [0])
         ev = self.events.filter((self.events.event_time >= self.window.pre_start_ts(max_pre))
                                 & (self.events.event_time < self.window.end_ts))
         return ev.join(units, ev.user_id == units.user_id).select(
@@ -321,13 +368,11 @@ class MetricCompiler(StatisticsCompiler):
         """Whether a unit value is 0/1: an ``any`` aggregate, or a proportion's value."""
         return agg.aggregation == "any" or (m.kind == "proportion" and tag in ("y", "x"))
 
-    def unit_values(self, capped: bool = True):
-        """One row per unit with ``<metric>__y`` (and ``__d``, ``__x``, ``__w``) columns."""
-        self._check_columns()
-        units = self.units()
-        e = self._joined_events()
-        # Metrics sharing an aggregate (e.g. revenue in revenue_per_user and revenue_per_order)
-        # share one column of the per-unit aggregation.
+    def unit_aggregates(self, e) -> tuple[dict, dict]:
+        """The per-unit aggregations over joined events ``e``: ``({column: expr}, {key:
+        column})``, a key being ``(Aggregate, period, days)`` or ``(metric, tag)``. Metrics
+        sharing an aggregate (e.g. revenue in revenue_per_user and revenue_per_order) share one
+        column of the per-unit aggregation."""
         aggs, source = {}, {}
         for m in self.metrics:
             during, pre = self._periods(e, m)
@@ -338,7 +383,16 @@ class MetricCompiler(StatisticsCompiler):
                     aggs[source[key]] = self._aggregate(
                         e, agg, during if period == "during" else pre)
                 source[(m.name, tag)] = source[key]
-        per_unit = e.group_by("user_id").aggregate(**aggs)
+        return aggs, source
+
+    def unit_values(self, capped: bool = True):
+        """One row per unit with ``<metric>__y`` (and ``__d``, ``__x``, ``__w``) columns."""
+        self._check_columns()
+        units = self.units()
+        e = self._joined_events()
+        aggs, source = self.unit_aggregates(e)
+        per_unit = (e.group_by("user_id").aggregate(**aggs) if self.per_unit is None
+                    else self.per_unit(self, e))  # incremental state (metrics/incremental.py)
         joined = units.left_join(per_unit, units.user_id == per_unit.user_id)
         cols = {}
         for m in self.metrics:
@@ -348,7 +402,27 @@ class MetricCompiler(StatisticsCompiler):
                     v = (v > 0).cast("int64")
                 cols[_column(m.name, tag)] = v.cast("float64")
         out = joined.select(units.user_id, units.variant, units.assigned_at, **cols)
+        out = covariates.add_attributes(self, out)  # one-hot users columns, if any
+        out = self._materialised(out)
         return self._cap(out) if capped else out
+
+    def _materialised(self, out):
+        """The unit table computed once in the engine (a temporary table, dropped with the
+        connection) and reused by the caps, the overall and the segment statistics, so the
+        events are scanned once for them (the per-day series scans them again, by day).
+        Engines that cannot create one (and incremental state, ``per_unit``) keep the
+        expression."""
+        if self.per_unit is not None:
+            return out
+        if self._values is None:
+            import uuid
+
+            try:  # not Table.cache(): its finalizer's DROP fails noisily on DuckDB (ibis 12)
+                self._values = out._find_backend().create_table(
+                    f"_wb_units_{uuid.uuid4().hex[:12]}", out, temp=True)
+            except Exception:  # noqa: BLE001 (an engine without temporary tables)
+                self._values = out
+        return self._values
 
     def _check_dimension(self, dimension: str) -> None:
         if self.users is None:
@@ -418,7 +492,8 @@ class MetricCompiler(StatisticsCompiler):
         both = both.group_by("user_id", "day").aggregate(
             entry=both.entry.max(), **{k: both[k].sum() for k in incs})
         # The pre-period covariates are fixed per unit: take them from the final unit table.
-        fixed = [c for c in final.columns if c.endswith(("__x", "__w"))]
+        fixed = [c for c in final.columns if c.endswith(("__x", "__w"))
+                 or c.rsplit("__", 1)[-1][:1] == "c" and c.rsplit("__", 1)[-1][1:].isdigit()]
         f = final.select("user_id", "variant", *fixed)
         j = both.join(f, both.user_id == f.user_id).select(both, f.variant, *[f[c] for c in fixed])
         win = ibis.cumulative_window(group_by=j.user_id, order_by=j.day)

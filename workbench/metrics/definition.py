@@ -18,6 +18,8 @@ each metric). One metric::
       role: primary                   # primary | secondary | guardrail
       cuped: true                     # pre-period covariate: the same aggregation before start_date
       pre_period_days: 14
+      covariates: [revenue_per_user, sessions]   # regression adjustment (metrics/covariates.py):
+      attributes: [device]            # pre-period values of metrics; users columns, one-hot
       log_stats: false                # mean metrics: emit positive_n, log_sum, log_sum_squares
       margin: {relative: 0.01}        # or {absolute: 0.5}: tolerated harm (non-inferiority)
       margin_kind: non-inferiority    # or superiority (then the margin is the gain required)
@@ -82,6 +84,9 @@ _UNIT_KEYS = {
 }
 _METRIC_KEYS |= {"margin", "margin_kind"}  # margins (workbench/stats/margin.py)
 _UNIT_KEYS |= {"margin", "margin_kind"}
+# regression adjustment with several covariates (workbench/metrics/covariates.py)
+_METRIC_KEYS |= {"covariates", "attributes"}
+_UNIT_KEYS |= {"covariates"}
 MARGIN_SCALES = ("relative", "absolute")
 MARGIN_KINDS = ("non-inferiority", "superiority")
 _UNIT_MARKERS = ("pre_column", "pre_numerator", "pre_denominator")
@@ -159,6 +164,9 @@ class MetricDefinition:
     margin: float | None = None
     margin_scale: str = "relative"
     margin_kind: str = "non-inferiority"
+    covariates: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+    covariate_parts: tuple[tuple[str, Aggregate], ...] = ()
 
     @property
     def unit_columns(self) -> dict[str, str]:
@@ -197,6 +205,8 @@ class MetricDefinition:
             parts.append(("x", self.numerator, "pre"))
             if self.denominator is not None:
                 parts.append(("w", self.denominator, "pre"))
+        # covariates c0, c1, ...: pre-period values of other metrics (workbench/metrics/covariates.py)
+        parts += [(f"c{j}", agg, "pre") for j, (_, agg) in enumerate(self.covariate_parts)]
         return tuple(parts)
 
 
@@ -371,7 +381,26 @@ def _common(name: str, kind: str, spec: Mapping) -> dict:
         raise fail(name, "log_stats", "only mean metrics emit log statistics")
     return dict(description=str(spec.get("description") or ""), cap_value=cap_value,
                 cap_percentile=cap_pct, higher_is_better=hib, role=role, log_stats=log_stats,
-                **_margin(name, spec))
+                **_margin(name, spec), **_covariate_fields(name, kind, spec))
+
+
+def _covariate_fields(name: str, kind: str, spec: Mapping) -> dict:
+    """``covariates: [...]`` (metric names, or columns of a per-unit table) and ``attributes:
+    [...]`` (columns of the ``users`` table, one-hot): lists of names."""
+    out = {}
+    for fld in ("covariates", "attributes"):
+        value = spec.get(fld)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value) \
+                or len(set(value)) != len(value):
+            raise fail(name, fld, f"must be a list of distinct names, got {value!r}")
+        if kind == "quantile" and value:
+            raise fail(name, fld, "regression adjustment does not apply to quantile metrics")
+        out[fld] = tuple(value)
+    return out
 
 
 def _margin(name: str, spec: Mapping) -> dict:
@@ -464,10 +493,18 @@ def _unit_spec(kind: str, name: str | None, default_name: str, cap: Any, **field
     return {k: v for k, v in spec.items() if v is not None}
 
 
+def _listed(columns: Sequence[str] | str | None) -> list | None:
+    """``covariates=`` of the per-unit helpers as the YAML's list (a single name allowed)."""
+    if columns is None:
+        return None
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
 def mean(column: str, cuped: str | None = None, *, name: str | None = None,
          role: str = "secondary", higher_is_better: bool = True, cap: Any = None,
          description: str = "", log_stats: bool = False, margin: Any = None,
-         margin_kind: str | None = None) -> MetricDefinition:
+         margin_kind: str | None = None,
+         covariates: Sequence[str] | None = None) -> MetricDefinition:
     """A per-unit mean metric: the average of ``column`` over units.
 
     Parameters
@@ -484,6 +521,9 @@ def mean(column: str, cuped: str | None = None, *, name: str | None = None,
     margin, margin_kind : mapping, str, optional
         ``{"relative": 0.01}`` or ``{"absolute": 0.5}``; "non-inferiority" (default) or
         "superiority" (:mod:`workbench.stats.margin`).
+    covariates : list of str, optional
+        Columns of the per-unit table to adjust for by regression (pre-period values, unit
+        attributes; a text column is one-hot encoded): :mod:`workbench.metrics.covariates`.
     cap : float or mapping, optional
         Winsorize unit values: a number (upper bound), ``{"value": x}`` or
         ``{"percentile": q}``.
@@ -491,13 +531,14 @@ def mean(column: str, cuped: str | None = None, *, name: str | None = None,
     return parse_metric(_unit_spec(
         "mean", name, column, cap, column=column, pre_column=cuped, role=role,
         higher_is_better=higher_is_better, description=description, log_stats=log_stats,
-        margin=margin, margin_kind=margin_kind))
+        margin=margin, margin_kind=margin_kind, covariates=_listed(covariates)))
 
 
 def proportion(column: str, cuped: str | None = None, *, name: str | None = None,
                role: str = "secondary", higher_is_better: bool = True,
                description: str = "", margin: Any = None,
-               margin_kind: str | None = None) -> MetricDefinition:
+               margin_kind: str | None = None,
+               covariates: Sequence[str] | None = None) -> MetricDefinition:
     """A per-unit proportion: the share of units whose ``column`` is positive (or true).
 
     Parameters as :func:`mean` (a proportion cannot be capped).
@@ -505,7 +546,7 @@ def proportion(column: str, cuped: str | None = None, *, name: str | None = None
     return parse_metric(_unit_spec(
         "proportion", name, column, None, column=column, pre_column=cuped, role=role,
         higher_is_better=higher_is_better, description=description, margin=margin,
-        margin_kind=margin_kind))
+        margin_kind=margin_kind, covariates=_listed(covariates)))
 
 
 def quantile(column: str, q: float, *, name: str | None = None, role: str = "secondary",
@@ -533,7 +574,8 @@ def quantile(column: str, q: float, *, name: str | None = None, role: str = "sec
 def ratio(numerator: str, denominator: str, cuped: tuple[str, str] | None = None, *,
           name: str | None = None, role: str = "secondary", higher_is_better: bool = True,
           cap: Any = None, description: str = "", margin: Any = None,
-          margin_kind: str | None = None) -> MetricDefinition:
+          margin_kind: str | None = None,
+          covariates: Sequence[str] | None = None) -> MetricDefinition:
     """A per-unit ratio metric: ``sum(numerator) / sum(denominator)`` over units (delta method).
 
     Parameters
@@ -554,7 +596,7 @@ def ratio(numerator: str, denominator: str, cuped: tuple[str, str] | None = None
         "ratio", name, f"{numerator}_per_{denominator}", cap, numerator=numerator,
         denominator=denominator, pre_numerator=pre_num, pre_denominator=pre_den, role=role,
         higher_is_better=higher_is_better, description=description, margin=margin,
-        margin_kind=margin_kind))
+        margin_kind=margin_kind, covariates=_listed(covariates)))
 
 
 def _read_yaml(source: Any) -> Any:
@@ -606,7 +648,9 @@ def load_metrics(source: str | Path | Mapping | Iterable | None = None) -> list[
         if m.name in seen:
             raise fail(m.name, "name", "defined twice")
         seen.add(m.name)
-    return out
+    from workbench.metrics.covariates import resolve  # the event metrics named as covariates
+
+    return resolve(out)
 
 
 def load_columns(source: Any = None) -> dict[str, str]:

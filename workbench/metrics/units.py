@@ -18,6 +18,7 @@ import pandas as pd
 
 from workbench.data.sources import execute
 from workbench.errors import SchemaError
+from workbench.metrics import covariates
 from workbench.metrics.compiler import OTHER, N, StatisticsCompiler, _column
 from workbench.metrics.definition import UNITS, MetricDefinition, fail
 from workbench.metrics.window import ExperimentWindow
@@ -104,6 +105,7 @@ class UnitCompiler(StatisticsCompiler):
             for tag, column in m.unit_columns.items():
                 binary = m.kind == "proportion" and tag in ("y", "x")
                 cols[_column(m.name, tag)] = self._value(u[f"u__{column}"], binary)
+            cols |= covariates.unit_columns(self, m, u)  # <metric>__c<j> (one-hot text)
         front = [c for c in (UNIT, VARIANT, "assigned_at") if c in u.columns]
         out = u.select(*front, *[u[f"u__{c}"].name(c) for c in keep], **cols)
         return self._cap(out) if capped else out

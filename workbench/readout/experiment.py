@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench import format as fmt
+from workbench import messages
 from workbench.data.quality import CROSSOVER_THRESHOLD, QualityReport, check_experiment
 from workbench.errors import DataQualityWarning, ParameterError, SourceError, SRMWarning
 from workbench.metrics import ExperimentWindow, MetricCompiler, MetricDefinition, load_metrics
@@ -154,6 +156,8 @@ class Experiment:
 
     notes: tuple[str, ...] = ()
     columns: Mapping[str, str] = {}
+    incremental = None  # the incremental state's Update (from_source(incremental=...))
+    phases: tuple = ()  # staged rollouts (workbench.readout.phases.Phase), empty: one phase
 
     def __init__(self, con, experiment_id: str, metrics: list[MetricDefinition], *,
                  assignments, events, users=None, experiments=None,
@@ -185,7 +189,10 @@ class Experiment:
                     end_date: dt.date | str | None = None,
                     planned_weights: Mapping[str, float] | None = None,
                     exclude_crossovers: bool = True,
-                    columns: Mapping[str, str] | None = None) -> Experiment:
+                    columns: Mapping[str, str] | None = None,
+                    phases: Sequence[Any] | None = None,
+                    incremental: str | Path | None = None,
+                    lookback_days: int = 2) -> Experiment:
         """Open an experiment.
 
         Parameters
@@ -212,6 +219,19 @@ class Experiment:
             Your column names: ``{documented name: yours}``, e.g. ``{"user_id": "customer_id",
             "event_time": "ts", "event_type": "kind"}``, merged over the ``columns:`` mapping of
             the metrics YAML (:func:`workbench.metrics.definition.load_columns`).
+        phases : list of Phase or mapping, optional
+            A staged rollout (:class:`workbench.readout.phases.Phase`: name, start, end,
+            weights, traffic); default: the ``phase`` rows of ``experiments`` if it has that
+            column. Each phase's split is SRM-tested against its own weights and, with two or
+            more phases, the headline effect is stratified across them.
+        incremental : path, optional
+            A local DuckDB state file of per-unit running aggregates
+            (:mod:`workbench.metrics.incremental`): brought up to date now with the events
+            since the last run (re-aggregating the last ``lookback_days`` days), rebuilt when
+            the aggregates, dates or settled events changed; the statistics read it. DuckDB
+            sources only. :attr:`incremental` holds what the update did.
+        lookback_days : int
+            Days re-aggregated each incremental run (late events within them are counted).
 
         Notes
         -----
@@ -256,15 +276,64 @@ class Experiment:
                                    planned_weights)
         exp = cls(con, experiment_id, defs, assignments=a, events=e, users=u, experiments=x,
                   window=window, exclude_crossovers=exclude_crossovers)
+        if incremental is not None:
+            from workbench.metrics.incremental import attach
+
+            exp.incremental = attach(exp.compiler, incremental, lookback_days=lookback_days)
+            more = [*more, exp.incremental.note()]
         exp.notes = tuple(notes + more)
         exp.columns = mapping
+        exp._use_phases(phases, planned_weights is not None)
         return exp
+
+    def _use_phases(self, phases, weights_given: bool) -> None:
+        """Take the phases of the call, else of the ``experiments`` table; the planned split
+        of the whole experiment becomes the one they imply (unless given)."""
+        from dataclasses import replace
+
+        import ibis
+
+        from workbench.data.sources import execute
+        from workbench.readout import phases as _phases
+
+        variants = self.window.variants
+        if phases is None and self.experiments is not None:
+            x = self.experiments
+            found = _phases.from_table(execute(x.filter(x.experiment_id == self.experiment_id)),
+                                       variants)
+        else:
+            found = _phases.coerce(phases or (), variants)
+        if not found:
+            return
+        units = self.compiler.units()
+        if "assigned_at" not in units.columns:
+            raise ParameterError("phases need each unit's assignment time: pass date=")
+        at = units.assigned_at
+        t = units.mutate(__phase=ibis.cases(*[((at >= lo) & (at < hi), name) for name, lo, hi
+                                              in (p.bounds for p in found)],
+                                            else_=ibis.literal("")))
+        counts = execute(t.group_by("__phase").aggregate(n=t.count()))
+        per = dict(zip(counts["__phase"].astype(str), counts["n"].astype(float)))
+        notes = list(self.notes)
+        if per.get("", 0) > 0:
+            notes.append(messages.PHASES_OUTSIDE.format(n=int(per[""])))
+        if not weights_given:
+            w = _phases.implied_weights(found, per, variants)
+            self.window = replace(self.window, planned_weights=w)
+            old = self.compiler
+            self.compiler = replace(old, window=self.window)
+            self.compiler._units = old._units
+            split = ", ".join(f"{v} {fmt.percent(x)}" for v, x in zip(variants, w))
+            notes.append(messages.PHASES_PLANNED.format(split=split, n=len(found)))
+        self.phases = found
+        self.notes = tuple(notes)
 
     @classmethod
     def from_units(cls, data: Any, variant: str = "variant", metrics: Any = None, *,
                    unit: str | None = None, control: str | None = None,
                    planned_weights: Mapping[str, float] | None = None,
-                   experiment_id: str = "experiment", date: str | None = None) -> Experiment:
+                   experiment_id: str = "experiment", date: str | None = None,
+                   phases: Sequence[Any] | None = None) -> Experiment:
         """An experiment from a per-unit table: one row per unit (user), aggregated in its
         engine, analysed like :meth:`from_source` (same :meth:`validate`, :meth:`analyze`,
         :class:`~workbench.readout.result.AnalysisResult`).
@@ -298,6 +367,9 @@ class Experiment:
             A date/timestamp column (e.g. the assignment day): a cumulative time series per
             day. Without it the time series is skipped (the report says so). Every other
             column can be a segment of :meth:`analyze`.
+        phases : list of Phase or mapping, optional
+            A staged rollout, as :meth:`from_source` (needs ``date``: a unit's phase is the
+            one holding its date).
 
         Raises
         ------
@@ -325,10 +397,11 @@ class Experiment:
         exp.notes = tuple(notes)
 
         def check(srm_threshold: float, crossover_threshold: float) -> QualityReport:
-            return check_units(t, window, defs, variant=variant, unit=unit,
+            return check_units(t, exp.window, defs, variant=variant, unit=unit,
                                srm_threshold=srm_threshold, notes=exp.notes)
 
         exp._check = check
+        exp._use_phases(phases, planned_weights is not None)
         return exp
 
     @staticmethod
@@ -388,8 +461,10 @@ class Experiment:
         if x is not None:
             meta = execute(x.filter(x.experiment_id == experiment_id))
             if len(meta):
-                variants = list(meta["variant"])
-                weights = list(meta["planned_weight"].astype(float))
+                # one row per variant, or per variant x phase (workbench.readout.phases)
+                variants = list(dict.fromkeys(meta["variant"]))
+                weights = list(meta.groupby("variant", sort=False)["planned_weight"]
+                               .mean().astype(float))
                 if "is_control" in meta and (meta["is_control"] == 1).any():
                     ctrl = meta.loc[meta["is_control"] == 1, "variant"].iloc[0]
                 start = pd.Timestamp(meta["start_date"].min()).date()
@@ -493,6 +568,8 @@ class Experiment:
                 difference: str = "relative", segment_correction: str | None = "holm",
                 top_n: int = 5, timeseries: bool = True, srm_threshold: float = SRM_THRESHOLD,
                 rule: decision.DecisionRule | None = None, robustness: bool = False,
+                planned_mde: float | Mapping[str, float] | None = None,
+                target_power: float = 0.8, plan: Any = None,
                 **stats_options) -> AnalysisResult:
         """Full readout.
 
@@ -524,6 +601,15 @@ class Experiment:
         robustness : bool
             Also re-take the decision under the other defensible analysis choices
             (:meth:`robustness`, ``result.robustness``); off by default (a few more passes).
+        planned_mde : float or mapping, optional
+            The effect the experiment was planned to detect, in ``difference`` units (a
+            relative lift or an absolute difference), for all metrics or ``{metric: mde}``:
+            fills ``result.power`` (:meth:`power`): the power reached so far and the days left
+            to reach ``target_power`` at the traffic so far.
+        target_power : float
+        plan : Plan, DataFrame or str, optional
+            A :func:`workbench.plan` result, its table, or the run id / folder of a ``plan``
+            run: its MDEs are the ``planned_mde`` (when that is not given).
         **stats_options
             Passed to :func:`workbench.stats.analyze` (e.g. ``tuning`` or prior options).
         """
@@ -550,6 +636,8 @@ class Experiment:
                   **stats_options)
         stats = self._margins(self.sufficient_stats())
         res = stats_analyze(stats, correction=correction, **kw).to_frame()
+        res, phase_table, phase_srm, phase_notes = self._phases(res, stats, kw, correction,
+                                                                srm_threshold)
         results = self._decorate(res, stats, alpha, report)
         results["srm_p_value"] = report.srm_p_value
         seg_stats = pd.DataFrame()
@@ -582,24 +670,174 @@ class Experiment:
         if len(treatments) > 1 and decision.computable(results) != decision.COMPUTABLE_NONE:
             versus = arms.compare(stats, results, treatments, rule=rule,
                                   correction=correction, **kw)
-        why = decision.explain(results, treatments, srm=report.srm,
+        why = decision.explain(results, treatments, srm=report.srm or phase_srm,
                                srm_p_value=report.srm_p_value,
                                failed=decision.failed_checks(report), rule=rule, alpha=alpha,
                                correction=correction, arms=versus)
         decisions, line = why.decisions, why.decision
         notes = tuple(decision.data_notes(report, exclude_crossovers=self.exclude_crossovers))
+        notes += tuple(phase_notes)
         result = AnalysisResult(
             experiment_id=self.experiment_id, method=method, alpha=alpha,
             difference=difference, control=control, results=results, segments=seg_frame,
             heterogeneity=het, timeseries=ts, validation=report, stats=stats,
             segment_stats=seg_stats, decisions=decisions, decision=line,
             segment_correction=segment_correction, correction=correction, notes=notes,
-            reasons=why.reasons, arms=versus, rule=rule)
+            reasons=why.reasons, arms=versus, rule=rule, phases=phase_table)
+        if plan is not None and planned_mde is None:
+            from workbench.plan import plan_mde
+
+            planned_mde = plan_mde(plan, [m.name for m in self.metrics]) or None
+        if planned_mde is not None:
+            from dataclasses import replace
+
+            se_frame = res if method != "bayesian" else stats_analyze(
+                stats, correction=None, warn=False, **(kw | {"method": "frequentist"})).to_frame()
+            result = replace(result, power=self.power(
+                planned_mde, se_frame, target_power=target_power, alpha=alpha, method=method,
+                tuning=stats_options.get("sequential_tuning"),
+                alternative=stats_options.get("alternative", "two-sided")))
         if robustness:
             from dataclasses import replace
 
             result = replace(result, robustness=self.robustness(result, **stats_options))
         return result
+
+    def phase_stats(self) -> pd.DataFrame:
+        """The stats-engine input per metric x variant x ``phase`` (empty without phases)."""
+        if not self.phases:
+            return pd.DataFrame()
+        return self._memo(("phases",), lambda: self.compiler.phase_stats(
+            [p.bounds for p in self.phases])).copy()
+
+    def _phases(self, res: pd.DataFrame, stats: pd.DataFrame, kw: dict, correction,
+                srm_threshold: float):
+        """The phases table; with two or more phases (frequentist) the overall rows take the
+        stratified estimates. Returns ``res, table, any phase SRM, notes``."""
+        if not self.phases:
+            return res, pd.DataFrame(), False, []
+        from workbench.readout import phases as _phases
+        from workbench.stats import analyze as stats_analyze
+        from workbench.stats.corrections import adjust
+
+        method = kw["method"]
+        pooled = res if method == "frequentist" else stats_analyze(
+            stats, correction=None, warn=False, **(kw | {"method": "frequentist"})).to_frame()
+        opts = {k: v for k, v in kw.items() if k not in ("control", "method", "alpha",
+                                                         "difference")}
+        table, srm_res = _phases.analyze(
+            self._margins(self.phase_stats()), self.phases, control=kw["control"],
+            analyze_fn=stats_analyze, method=method, alpha=kw["alpha"],
+            difference=kw["difference"], srm_threshold=srm_threshold, pooled=pooled, **opts)
+        notes, flagged = [], False
+        for name, s in srm_res.items():
+            if s is not None and s.flagged:
+                flagged = True
+                notes.append(messages.PHASE_SRM.format(phase=name, p=fmt.p_value(s.p_value)))
+                warnings.warn(f"{self.experiment_id}: " + notes[-1], SRMWarning, stacklevel=3)
+        if len(self.phases) > 1 and len(table):
+            if method == "frequentist":
+                res = _phases.headline(res, table)
+                if correction is not None:
+                    ok = res["p_value"].notna().to_numpy()
+                    res.loc[ok, "p_value_adjusted"] = adjust(
+                        res.loc[ok, "p_value"].to_numpy(float), method=correction)
+                notes.append(messages.PHASES_HEADLINE.format(n=len(self.phases)))
+            else:
+                notes.append(messages.PHASES_NOT_HEADLINE.format(n=len(self.phases),
+                                                                 method=method))
+        return res, table, flagged, notes
+
+    def days_elapsed(self) -> float:
+        """Days of traffic so far: from the first to the last exposure's date, inclusive (NaN
+        for a per-unit table without ``date``)."""
+        from workbench.data.sources import execute
+
+        u = self.compiler.units()
+        if "assigned_at" not in u.columns:
+            return float("nan")
+        span = execute(u.aggregate(lo=u.assigned_at.min(), hi=u.assigned_at.max()))
+        if span["lo"].isna().iloc[0]:
+            return float("nan")
+        lo, hi = pd.Timestamp(span["lo"].iloc[0]), pd.Timestamp(span["hi"].iloc[0])
+        return float((hi.normalize() - lo.normalize()).days + 1)
+
+    def power(self, planned_mde: float | Mapping[str, float], results: pd.DataFrame,
+              target_power: float = 0.8, alpha: float = 0.05, method: str = "frequentist",
+              tuning: float | None = None, alternative: str = "two-sided") -> pd.DataFrame:
+        """Mid-experiment power per metric x variant (the ``power`` table of a readout).
+
+        From each comparison's standard error and units so far (``results``: the stats
+        engine's ``se, control_n, variant_n``) and the days of traffic (:meth:`days_elapsed`):
+        :func:`workbench.stats.power.reached_power`. Columns ``metric, variant, mde, power,
+        target_power, n_so_far, n_needed, days_elapsed, days_needed, days_left`` and
+        ``error_message``.
+        """
+        from workbench.stats.power import reached_power
+
+        names = [m.name for m in self.metrics]
+        if isinstance(planned_mde, Mapping):
+            bad = [k for k in planned_mde if k not in names]
+            if bad:
+                raise ParameterError(f"planned_mde names {bad}, not a metric ({names})")
+        try:
+            mdes = results["metric"].map(lambda n: planned_mde.get(n, np.nan)
+                                         if isinstance(planned_mde, Mapping)
+                                         else planned_mde).astype(float)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"planned_mde must be a number or {{metric: number}}, got "
+                                 f"{planned_mde!r}") from exc
+        keep = results[mdes.notna().to_numpy()].reset_index(drop=True)
+        mdes = mdes[mdes.notna()].to_numpy(float)
+        if np.any(mdes == 0) or not np.all(np.isfinite(mdes)):
+            raise ParameterError(f"planned_mde must be finite and not 0, got {planned_mde!r}")
+        n_so_far = (keep["control_n"] + keep["variant_n"]).to_numpy(float)
+        days = self.days_elapsed()
+        fig = reached_power(keep["se"].to_numpy(float), n_so_far, mdes, alpha=alpha,
+                            target_power=target_power, days_elapsed=days,
+                            alternative=alternative, method=method, tuning=tuning)
+        return pd.DataFrame({"metric": keep["metric"], "variant": keep["variant"], "mde": mdes,
+                             "power": fig["power"], "target_power": float(target_power),
+                             "n_so_far": n_so_far, "n_needed": fig["n_needed"],
+                             "days_elapsed": days, "days_needed": fig["days_needed"],
+                             "days_left": fig["days_left"],
+                             "error_message": keep["error_message"].to_numpy()})
+
+    def simulate(self, replicates: int = 200, lift: float | Mapping[str, float] = 0.0, *,
+                 method: str = "frequentist", alpha: float = 0.05, seed: int = 0,
+                 metrics: Sequence[str] | str | None = None, correction: str | None = None,
+                 difference: str = "relative", pool: str = "all", **stats_options):
+        """A/A and power simulation on this experiment's own units, inside the engine.
+
+        Re-randomises the units ``replicates`` times with the planned weights (a hash of unit
+        id, ``seed`` and replicate, in the engine), reruns the analysis of every replicate at
+        once and reports per metric x variant the false-positive rate (Wilson interval), a KS
+        test of the p-values' uniformity and the power for the injected ``lift``
+        (:mod:`workbench.readout.simulation`).
+
+        Parameters
+        ----------
+        replicates : int
+        lift : float or mapping
+            Relative lift injected into the pseudo-treatments (every metric, or
+            ``{metric: lift}``); 0: A/A only.
+        method, alpha, correction, difference, **stats_options
+            As :meth:`analyze` (the correction is applied within each replicate).
+        seed : int
+        metrics : list of str, optional
+            Metrics to simulate (default: all).
+        pool : {'all', 'control'}
+            Re-randomise every unit (their own arm ignored) or the control's only.
+
+        Returns
+        -------
+        SimulationResult
+        """
+        from workbench.readout.simulation import simulate
+
+        return simulate(self, replicates, lift, method=method, alpha=alpha, seed=seed,
+                        metrics=metrics, correction=correction, difference=difference,
+                        pool=pool, **stats_options)
 
     def robustness(self, result: AnalysisResult, **stats_options) -> pd.DataFrame:
         """The decision of ``result`` re-taken under each other defensible analysis choice

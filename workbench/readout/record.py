@@ -37,8 +37,9 @@ ARMS = "arms"
 ROBUSTNESS = "robustness"
 POWER = "power"
 SIMULATION = "simulation"
+PHASES = "phases"
 TABLES = (RESULTS, SEGMENTS, HETEROGENEITY, TIMESERIES, VALIDATION, BAYESIAN, REVENUE_HURDLE,
-          HIERARCHICAL, STATS, ARMS, ROBUSTNESS, POWER, SIMULATION)
+          HIERARCHICAL, STATS, ARMS, ROBUSTNESS, POWER, SIMULATION, PHASES)
 
 # The PyMC tables and the diagnostic columns their rows carry (workbench.stats.pymc).
 PYMC_TABLES = (REVENUE_HURDLE, HIERARCHICAL)
@@ -54,7 +55,7 @@ METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper
                  "p_value": "shown p-value (table.shown_p)", "p_value_raw": "p_value",
                  "chance_to_win": "table.chance_of", "risk": "table.risk_of",
                  "margin": "margin", "margin_p_value": "margin_p_value",
-                 "margin_chance": "margin_chance"}
+                 "margin_chance": "margin_chance", "variance_reduction": "variance_reduction"}
 P_VALUE_TAG = "workbench.p_values"
 ROBUST_TAG = "workbench.robust"
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
@@ -150,7 +151,8 @@ class ReadoutRecord:
                             (TIMESERIES, result.timeseries),
                             (ARMS, getattr(result, "arms", None)),
                             (ROBUSTNESS, getattr(result, "robustness", None)),
-                            (POWER, getattr(result, "power", None))):
+                            (POWER, getattr(result, "power", None)),
+                            (PHASES, getattr(result, "phases", None))):
             if frame is not None and len(frame):
                 tables[name] = frame
         if bayesian is not None:
@@ -324,7 +326,8 @@ def _row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
             "ci_upper": row.get("ci_upper"), "p_value": shown_p(row),
             "p_value_raw": row.get("p_value"), "chance_to_win": chance_of(row),
             "risk": risk_of(row), "margin": row.get("margin"),
-            "margin_p_value": row.get("margin_p_value"), "margin_chance": row.get("margin_chance")}
+            "margin_p_value": row.get("margin_p_value"), "margin_chance": row.get("margin_chance"),
+            "variance_reduction": row.get("variance_reduction")}
 
 
 def _mcmc(prefix: str, fits: pd.DataFrame, ok: bool) -> dict[str, str]:

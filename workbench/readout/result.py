@@ -103,6 +103,10 @@ class AnalysisResult:
     power : DataFrame
         Mid-experiment power per metric x variant (power reached for the planned MDE, days
         left); empty without a planned MDE.
+    phases : DataFrame
+        Staged rollouts (:mod:`workbench.readout.phases`): per metric x variant x phase the
+        units, effect, interval and the phase's own SRM p-value, then the ``(stratified)``
+        combination and the naive ``(pooled)`` estimate; empty without phases.
     rule : DecisionRule or None
         The decision rule applied (:class:`workbench.readout.decision.DecisionRule`).
     """
@@ -129,6 +133,7 @@ class AnalysisResult:
     robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
     power: pd.DataFrame = field(default_factory=pd.DataFrame)
     rule: Any = None
+    phases: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def srm_p_value(self) -> float:
@@ -229,6 +234,8 @@ class AnalysisResult:
                          + table_html("robustness", self.robustness, relative))
         if len(self.power):
             parts.append("<p><b>Power so far</b></p>" + table_html("power", self.power, relative))
+        if len(self.phases):
+            parts.append("<p><b>Phases</b></p>" + table_html("phases", self.phases, relative))
         return "".join(parts)
 
     # convenience plots (same as workbench.plots.*)

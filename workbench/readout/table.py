@@ -36,10 +36,11 @@ from workbench.readout.record import BAYESIAN, overall_rows
 GOOD, BAD, NEUTRAL = "#1a7f37", "#b00020", "#6e7781"
 # Verdicts drawn in colour (bar, lift and verdict cells); any other verdict is grey.
 COLOURS = {VERDICT_IMPROVED: GOOD, VERDICT_WORSE: BAD, VERDICT_HARM: BAD, VERDICT_SRM: BAD}
-BAR_WIDTH, BAR_HEIGHT = 96, 16
-_CELL = "padding:4px 6px;white-space:nowrap;text-align:{align}"
+BAR_WIDTH, BAR_HEIGHT = 72, 16
+_CELL = "padding:4px 5px;white-space:nowrap;text-align:{align}"
+_HEAD_WRAP = ";white-space:normal;vertical-align:bottom"
 _NUMERIC = ("baseline", "treatment", "lift", "difference", "p-value", "raw p-value",
-            "chance to win", "risk")
+            "chance to win", "risk", "variance reduction")
 
 
 # ------------------------------------------------------------------------------- row numbers
@@ -115,6 +116,8 @@ class Row:
     effect_value: float
     lower_value: float
     upper_value: float
+    variance_reduction: str = fmt.MISSING
+    covariates: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class ResultsTable:
     bayesian: bool
     method: str
     raw: bool = False
+    adjusted: bool = False
 
     def row(self, metric: str, variant: str) -> Row:
         """The row of ``metric`` for ``variant`` (KeyError if absent)."""
@@ -178,6 +182,8 @@ class ResultsTable:
                 head.append("raw p-value")
         if self.bayesian:
             head += ["chance to win", "risk"]
+        if self.adjusted:
+            head.append("variance reduction")
         return head + ["verdict"]
 
     def _cells(self, r: Row) -> list[str]:
@@ -188,6 +194,8 @@ class ResultsTable:
                 cells.append(r.p_value_raw)
         if self.bayesian:
             cells += [r.chance, r.risk]
+        if self.adjusted:
+            cells.append(r.variance_reduction)
         return cells + [r.verdict]
 
     def _html_cells(self, r: Row) -> list[str]:
@@ -211,9 +219,11 @@ class ResultsTable:
         the caption above."""
         head = [h for h in self.columns() if h != "raw p-value"]
         scale = _scale(self.rows) if self.relative else None
+        # headers of several words may wrap (numbers never do): the table stays narrow
         th = "".join(
             f"<th style='{_CELL.format(align='right' if h in _NUMERIC else 'left')};"
-            f"border-bottom:2px solid #d0d7de'>{_esc(h)}</th>" for h in head)
+            f"border-bottom:2px solid #d0d7de{_HEAD_WRAP if ' ' in h else ''}'>{_esc(h)}</th>"
+            for h in head)
         body = []
         for r in self.rows:
             cells = []
@@ -231,6 +241,8 @@ class ResultsTable:
                     inner = (f"<span class='wb-p-shown'>{inner}</span> <span class='wb-p-raw' "
                              "style='color:#57606a;font-size:11px;font-weight:normal'>raw "
                              f"{_esc(r.p_value_raw)}</span>")
+                elif h == "variance reduction" and r.covariates:
+                    inner = f"<span title='adjusted for {_esc(r.covariates)}'>{inner}</span>"
                 elif h == "verdict" and r.error:
                     inner = f"<span title='{_esc(r.error)}'>{inner}</span>"
                 cells.append(f"<td class='{cls}' style='{style}'>{inner}</td>")
@@ -348,25 +360,39 @@ def results_table(source: Any) -> ResultsTable:
             risk=fmt.risk(risk_of(b), relative) if b else fmt.MISSING,
             verdict=verdict, colour=COLOURS.get(verdict, NEUTRAL),
             error=error if isinstance(error, str) else "",
-            effect_value=float(eff), lower_value=float(lo), upper_value=float(hi)))
+            effect_value=float(eff), lower_value=float(lo), upper_value=float(hi),
+            variance_reduction=fmt.percent(_get(rec, "variance_reduction")),
+            covariates=_covariates(rec)))
+    adjusted = "variance_reduction" in results and \
+        pd.to_numeric(results["variance_reduction"], errors="coerce").notna().any()
     return ResultsTable(tuple(rows), relative, fmt.level(getattr(source, "alpha", 0.05)),
                         correction_text(results, correction), frequentist, bayesian, method,
-                        raw)
+                        raw, bool(adjusted))
+
+
+def _covariates(rec: Mapping[str, Any]) -> str:
+    """What a row was adjusted for: its covariates (regression adjustment), else CUPED's
+    pre-period value."""
+    value = rec.get("covariates")
+    if isinstance(value, str) and value:
+        return value
+    return "the pre-period value (CUPED)" if fmt.finite(rec.get("variance_reduction")) else ""
 
 
 # ------------------------------------------------------------------------------- other tables
 # How each column of the readout's other tables (arms, robustness, power, simulation) is
 # formatted; columns not listed are shown as they are. Titles say what the table is.
 TITLES = {"arms": "Arm versus arm", "robustness": "Robustness of the decision",
-          "power": "Power so far", "simulation": "Simulation check"}
+          "power": "Power so far", "simulation": "Simulation check",
+          "phases": "Phases (staged rollout)"}
 _EFFECTS = ("effect", "primary_effect", "mde", "lift")
 _INTERVAL_ENDS = {"ci_lower": "ci_upper", "primary_ci_lower": "primary_ci_upper",
                   "fpr_ci_lower": "fpr_ci_upper"}
-_P = ("p_value", "margin_p_value", "ks_p_value")
+_P = ("p_value", "margin_p_value", "ks_p_value", "srm_p_value")
 _CHANCES = ("chance_to_be_best", "margin_chance")
-_PERCENT = ("power", "target_power", "false_positive_rate")
+_PERCENT = ("power", "target_power", "false_positive_rate", "weight", "planned_weight")
 _FLAGS = ("significant", "flips", "baseline")
-_COUNTS = ("n_so_far", "n_needed", "replicates")
+_COUNTS = ("n_so_far", "n_needed", "replicates", "n_control", "n_variant")
 _DAYS = ("days_elapsed", "days_needed", "days_left")
 _HIDDEN = ("error_message",)
 _PROSE = ("sentence", "note", "decision", "setting")  # sentences may wrap; numbers never do
@@ -381,6 +407,9 @@ CONTRACT = {
               "days_elapsed", "days_needed", "days_left"],
     "simulation": ["metric", "variant", "replicates", "lift", "false_positive_rate",
                    "interval", "ks_p_value", "power"],
+    "phases": ["metric", "variant", "phase", "start_date", "end_date", "weight",
+               "planned_weight", "n_control", "n_variant", "effect", "interval", "p_value",
+               "srm_p_value", "note"],
 }
 
 

@@ -15,6 +15,7 @@ from workbench.stats import cuped as _cuped
 from workbench.stats import exact as _exact
 from workbench.stats import margin as _margin
 from workbench.stats import quantile as _quantile
+from workbench.stats import regression as _regression
 from workbench.stats.moments import basic_moments
 from workbench.stats.result import StatsResult
 from workbench.stats.srm import SRM_THRESHOLD, srm
@@ -173,7 +174,7 @@ def analyze(
     gcols = [c for c in schema.GROUP_COLUMNS if c in frame.columns]
     if cuped is True:
         missing = [c for c in schema.CUPED_INPUT if c not in frame.columns]
-        if missing:
+        if missing and not _regression.n_covariates(frame):
             raise StatsInputError(f"cuped=True needs column(s) {missing}")
     n_rows = len(frame)
     block = frame.groupby(["metric"] + gcols, sort=False, dropna=False).ngroup().to_numpy()
@@ -198,10 +199,15 @@ def analyze(
     base_mean, base_var = mean, var_unit
     theta = np.full(n_rows, np.nan)
     used = np.zeros(n_rows, bool)
+    # several covariates (stats/regression.py) replace the single CUPED covariate of a row
+    reg_use = _regression.available(frame) & ~is_q if cuped is not False \
+        else np.zeros(n_rows, bool)
+    reg_note = np.full(n_rows, "", dtype=object)
+    reg_names = np.full(n_rows, "", dtype=object)
     if cuped is not False:
-        use = _cuped.available(frame) & ~is_q
+        use = _cuped.available(frame) & ~is_q & ~reg_use
         if cuped is True:
-            bad = np.flatnonzero(~use & ~is_q)  # CUPED does not apply to quantiles
+            bad = np.flatnonzero(~use & ~reg_use & ~is_q)  # CUPED does not apply to quantiles
             if bad.size:
                 raise StatsInputError(f"cuped=True: row {frame.index[bad[0]]!r} (metric="
                                       f"{frame['metric'].iat[bad[0]]!r}) lacks finite "
@@ -210,6 +216,13 @@ def analyze(
             with np.errstate(over="ignore"):
                 adj = _cuped.adjust(frame, mom, block, n_blocks, use)
             mean, var_unit, theta, used = adj["mean"], adj["var_unit"], adj["theta"], adj["used"]
+        if reg_use.any():
+            with np.errstate(over="ignore"):
+                reg = _regression.adjust(frame, mom, block, n_blocks, reg_use)
+            mean = np.where(reg["used"], reg["mean"], mean)
+            var_unit = np.where(reg["used"], reg["var_unit"], var_unit)
+            used = used | reg["used"]
+            reg_note, reg_names = reg["note"], reg["covariates"]
     with np.errstate(invalid="ignore", divide="ignore"):
         var_mean = var_unit / n
         base_var_mean = base_var / n
@@ -251,6 +264,8 @@ def analyze(
     n_t, n_c = n[t], pick(n)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         eff, se = frequentist.effect_and_se(m_t, v_t, m_c, v_c, difference)
+        _, se_unadj = frequentist.effect_and_se(base_mean[t], base_var_mean[t], pick(base_mean),
+                                                pick(base_var_mean), difference)
 
     err = np.full(t.size, "", dtype=object)
 
@@ -385,6 +400,11 @@ def analyze(
         "error_message": err.astype(str),
         "test": tests,
         **marg,
+        "variance_reduction": np.where(pair_used & ok,
+                                       _regression.variance_reduction(se, se_unadj), np.nan),
+        "covariates": np.where(pair_used, reg_names[t], "").astype(str),
+        "adjustment_note": np.where(reg_note[t] != "", reg_note[t],
+                                    np.where(has_c, pick(reg_note), "")).astype(str),
     }
     for gc in gcols:
         out[gc] = frame[gc].to_numpy()[t]

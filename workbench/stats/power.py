@@ -195,7 +195,8 @@ def reached_power(se, n_so_far, mde, alpha=0.05, target_power=0.8, days_elapsed=
         raise ParameterError(f"alpha={alpha!r}: expected a number in (0, 1)")
     if not 0 < target_power < 1:
         raise ParameterError(f"target_power={target_power!r}: expected a number in (0, 1)")
-    se, n0, d = np.broadcast_arrays(*(np.asarray(v, float) for v in (se, n_so_far, mde)))
+    se, n0, d = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float))
+                                     for v in (se, n_so_far, mde)))
     if np.any(~(np.abs(d) > 0)):
         raise ParameterError(f"planned_mde={mde!r}: expected effects different from 0")
     days = np.broadcast_to(np.asarray(days_elapsed, float), se.shape)
@@ -227,8 +228,6 @@ def reached_power(se, n_so_far, mde, alpha=0.05, target_power=0.8, days_elapsed=
         else:
             power = _power_lam(lam, alpha, one)
             need = n0 * (_lambda_needed(alpha, target_power, one) / lam) ** 2
-        if alternative != "two-sided" and method != "sequential":
-            pass  # one-sided: the planned direction is the sign of mde
         days_needed = days * need / n0
         days_left = np.maximum(0.0, days_needed - days)
     nan = np.where(ok, 1.0, np.nan)
@@ -280,3 +279,112 @@ def calibration(p_values, alpha=0.05, rejected=None) -> dict:
     ks = float(sps.kstest(p[keep], "uniform").pvalue) if n >= 2 else np.nan
     return {"replicates": n, "false_positive_rate": k / n if n else np.nan,
             "fpr_ci_lower": float(lo), "fpr_ci_upper": float(hi), "ks_p_value": ks}
+
+
+# -- planning on measured moments ---------------------------------------------------------------
+def _sequential_lambda(n_total, alpha, power, tuning):
+    """Noncentrality ``lam`` (effect / se) at which the confidence sequence at ``n_total``
+    excludes 0 with probability ``power`` (:func:`_sequential_power`)."""
+    n = np.asarray([float(n_total)])
+    return optimize.brentq(lambda lam: float(_sequential_power(
+        np.asarray([lam]), n, n, alpha, tuning)[0]) - power, 0.0, 50.0, xtol=1e-12)
+
+
+def design(var_unit, baseline, mde, shares=(0.5, 0.5), units_per_day=np.nan, days=np.nan,
+           alpha=0.05, power=0.8, relative=True, alternative="two-sided",
+           tuning=None) -> pd.DataFrame:
+    """Sample size, duration and MDE of a two-arm comparison, fixed horizon and sequential.
+
+    With a share ``s_c`` of the experiment's units in control and ``s_t`` in the variant, the
+    standard error of the effect after ``N`` experiment units is ``se1 / sqrt(N)``::
+
+        se1 = sqrt(var_unit (1/s_c + 1/s_t)) / (|baseline| if relative else 1)
+
+    Fixed horizon: ``N = (lam se1 / mde)^2`` (``lam`` the noncentrality of ``power``, as
+    :func:`sample_size`; the same as ``statsmodels`` ``NormalIndPower`` with effect size
+    ``mde |baseline| / sqrt(var_unit)``, ``nobs1 = s_c N`` and ``ratio = s_t / s_c``), and
+    ``MDE(N) = lam se1 / sqrt(N)``. Sequential: the first ``N`` at which the confidence
+    sequence excludes 0 with probability ``power`` (:func:`reached_power`, ``method=
+    "sequential"``), and the MDE whose noncentrality reaches it at ``N``. Durations:
+    ``days = ceil(N / units_per_day)``; the MDEs are at ``N = units_per_day * days``.
+
+    Parameters
+    ----------
+    var_unit, baseline, mde : array
+        Variance of one unit's (linearised) value, the baseline mean and the effect to detect
+        (relative lift or absolute, as ``relative``), one entry per row.
+    shares : (float, float)
+        Share of the experiment's units in the control and in the variant.
+    units_per_day : array or float
+        Experiment units per day (traffic already applied).
+    days : float
+        Planned duration for the MDE columns.
+    alpha, power : float
+    alternative : {"two-sided", "larger", "smaller"}
+    tuning : float, optional
+        Sequential tuning (default ``sequential.DEFAULT_TUNING``, as the readout).
+
+    Returns
+    -------
+    DataFrame
+        ``se1, n_fixed, days_fixed, mde_fixed, n_sequential, days_sequential,
+        mde_sequential`` (NaN where the variance or baseline cannot give a plan).
+    """
+    from workbench.stats import sequential
+
+    s_c, s_t = (float(s) for s in shares)
+    if not (s_c > 0 and s_t > 0):
+        raise ParameterError(f"weights={shares!r}: the compared arms need shares > 0")
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha={alpha!r}: expected a number in (0, 1)")
+    if not 0 < power < 1:
+        raise ParameterError(f"power={power!r}: expected a number in (0, 1)")
+    var, base, d, upd = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float))
+                                             for v in (var_unit, baseline, mde, units_per_day)))
+    if np.any(~(np.abs(d) > 0)):
+        raise ParameterError(f"mde={mde!r}: expected effects different from 0")
+    tun = float(tuning or sequential.DEFAULT_TUNING)
+    one = "two-sided" if alternative == "two-sided" else "larger"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.abs(base) if relative else np.ones_like(base)
+        se1 = np.sqrt(var * (1 / s_c + 1 / s_t)) / scale
+        ok = np.isfinite(se1) & (se1 > 0)
+        lam = _lambda_needed(alpha, power, one)
+        n_fixed = (lam * se1 / np.abs(d)) ** 2
+        n_days = upd * float(days)
+        mde_fixed = lam * se1 / np.sqrt(n_days)
+        n_seq = np.full(se1.shape, np.nan)
+        mde_seq = np.full(se1.shape, np.nan)
+        for i in np.flatnonzero(ok):
+            n0 = max(float(n_fixed[i]), 4.0)
+            n_seq[i] = reached_power(se1[i] / np.sqrt(n0), n0, d[i], alpha=alpha,
+                                     target_power=power, method="sequential",
+                                     tuning=tun)["n_needed"].iloc[0]
+            if np.isfinite(n_days[i]) and n_days[i] > 0:
+                mde_seq[i] = _sequential_lambda(n_days[i], alpha, power, tun) \
+                    * se1[i] / np.sqrt(n_days[i])
+        nan = np.where(ok, 1.0, np.nan)
+        days_fixed = np.ceil(n_fixed / upd)
+        days_seq = np.ceil(n_seq / upd)
+    return pd.DataFrame({"se1": se1 * nan, "n_fixed": n_fixed * nan,
+                         "days_fixed": days_fixed * nan, "mde_fixed": mde_fixed * nan,
+                         "n_sequential": n_seq * nan, "days_sequential": days_seq * nan,
+                         "mde_sequential": mde_seq * nan})
+
+
+def power_curve(se1, mde, n_total, alpha=0.05, alternative="two-sided",
+                method="fixed", tuning=None) -> np.ndarray:
+    """Power to detect ``mde`` after ``n_total`` units when the standard error is
+    ``se1 / sqrt(n_total)`` (:func:`design`); ``method="sequential"``: the chance the
+    confidence sequence at ``n_total`` excludes 0."""
+    from workbench.stats import sequential
+
+    se1, d, n = np.broadcast_arrays(*(np.asarray(v, float) for v in (se1, mde, n_total)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = se1 / np.sqrt(n)
+        lam = np.abs(d) / se
+        if method == "sequential":
+            return _sequential_power(lam, n, se, alpha,
+                                     float(tuning or sequential.DEFAULT_TUNING))
+        one = "two-sided" if alternative == "two-sided" else "larger"
+        return _power_lam(lam, alpha, one)

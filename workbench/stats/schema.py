@@ -52,8 +52,19 @@ INPUT_COLUMNS.update({
     "higher_is_better": "true (default) or false: flips the good direction of the margin test",
 })
 MARGIN_INPUT = ("margin", "margin_scale", "margin_kind", "higher_is_better")
+# regression adjustment with several covariates x_0 .. x_{k-1} (workbench/stats/regression.py),
+# optional; the covariate names of a row in `covariates`; NaN for metrics without (and j >= k)
+INPUT_COLUMNS.update({
+    "covariates": "the covariate names x_0, x_1, ... of the metric, comma-separated",
+    "cov_sum__<j>": "sum of x_j (j = 0, 1, ...)",
+    "cov_prod__<j>__<l>": "sum of x_j*x_l (j <= l)",
+    "cov_y__<j>": "sum of y*x_j",
+    "cov_d__<j>": "ratio metrics: sum of d*x_j",
+})
+COVARIATE_INPUT = ("covariates", "cov_sum__<j>", "cov_prod__<j>__<l>", "cov_y__<j>", "cov_d__<j>")
 # input columns that are not numbers (validation leaves them as they are)
-TEXT_INPUT = ("metric", "variant", "kind", "margin_scale", "margin_kind", "higher_is_better")
+TEXT_INPUT = ("metric", "variant", "kind", "margin_scale", "margin_kind", "higher_is_better",
+              "covariates")
 HURDLE_INPUT = ("positive_n", "log_sum", "log_sum_squares")
 # The sums of products of unit values behind each statistic (y metric, d denominator, x and w
 # their pre-period covariates): the machine-readable form of the formulas above, which the
@@ -70,7 +81,8 @@ PRODUCTS = {
 #   dimension, segment: a segment breakdown (e.g. dimension='device', segment='mobile')
 #   date: cumulative statistics up to and including that day (time series)
 #   replicate: one re-randomisation of an A/A or power simulation (workbench.readout.simulation)
-GROUP_COLUMNS = ("dimension", "segment", "date", "replicate")
+#   phase: one phase of a staged rollout (units by first exposure; workbench.readout.phases)
+GROUP_COLUMNS = ("dimension", "segment", "date", "replicate", "phase")
 REQUIRED_INPUT = ("metric", "variant", "kind", "n", "sum")
 RATIO_INPUT = ("den_sum", "den_sum_squares", "sum_product")
 QUANTILE_INPUT = ("quantile_level", "quantile", "quantile_lower", "quantile_upper")
@@ -107,4 +119,9 @@ OUTPUT_COLUMNS = {
                    "effect not better than +margin), in the metric's good direction",
     "margin_p_value": "one-sided p-value of that H0 (frequentist, sequential: always valid)",
     "margin_chance": "posterior probability of the complement of that H0 (Bayesian)",
+    "variance_reduction": "1 - Var(adjusted effect) / Var(unadjusted effect) where CUPED or the "
+                          "regression adjustment was used (`cuped` True), else NaN",
+    "covariates": "the covariates the regression adjustment used (comma-separated), else empty",
+    "adjustment_note": "covariates dropped (constant, collinear) or why a row was left "
+                       "unadjusted (an arm too small for k covariates); else empty",
 }

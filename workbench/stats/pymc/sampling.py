@@ -3,11 +3,14 @@
 Each model kind is built once per shape (number of arms or segments) with its data and prior
 parameters as ``pm.Data``; nutpie compiles it once and later fits pass new data through
 ``CompiledPyMCModel.with_data``. PyMC, PyTensor and nutpie are imported here, on first use only.
+Compiled code persists across processes through :mod:`.cache` (PyTensor's compile dir and numba's
+cache under ``WORKBENCH_CACHE``, one locked entry per model kind and shape).
 """
 from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +115,9 @@ _PROGRAMS = {"beta_binomial": _beta_binomial, "gaussian": _gaussian, "hier_norma
 
 
 def _build(kind: str, size: int):
+    from workbench.stats.pymc import cache
+
+    cache.use_cache_dirs()  # before PyTensor's first import: its compile dir is shared and kept
     import pymc as pm
 
     return _PROGRAMS[kind](pm, size)
@@ -122,6 +128,8 @@ def _build(kind: str, size: int):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class _Entry:
+    kind: str
+    size: int
     model: Any
     compiled: Any = None  # nutpie CompiledPyMCModel, or None
     nutpie_error: str | None = None
@@ -142,7 +150,7 @@ def _entry(kind: str, size: int) -> _Entry:
     with _CACHE_LOCK:
         entry = _CACHE.get((kind, size))
         if entry is None:
-            entry = _CACHE[(kind, size)] = _Entry(model=_build(kind, size))
+            entry = _CACHE[(kind, size)] = _Entry(kind, size, _build(kind, size))
         return entry
 
 
@@ -151,12 +159,34 @@ def _nutpie_model(entry: _Entry):
     with entry.lock:
         if entry.compiled is None and entry.nutpie_error is None:
             try:
-                import nutpie
-
-                entry.compiled = nutpie.compile_pymc_model(entry.model)
+                entry.compiled = _compile(entry)
             except Exception as exc:  # noqa: BLE001 - any failure means: use PyMC's sampler
                 entry.nutpie_error = f"{type(exc).__name__}: {exc}"
         return entry.compiled
+
+
+def _compile(entry: _Entry):
+    """nutpie's compiled model of ``entry``, under the disk cache's lock for its key.
+
+    Holding the per-key lock, a second job waits for the first and then loads the code it left in
+    the compile dirs; the entry records the compiled graph's fingerprint and compile time.
+    """
+    import nutpie
+
+    from workbench.stats.pymc import cache
+
+    key = cache.model_key(entry.kind, entry.size)
+    with cache.locked(key):
+        known = cache.read(key)
+        start = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(entry.model)
+        seconds = time.perf_counter() - start
+        # the fingerprint is a record of what was compiled, not a check: PyTensor's printed
+        # graph is not byte-stable across processes (measured), so it cannot invalidate entries
+        if known is None:
+            cache.write(key, fingerprint=cache.fingerprint(compiled),
+                        compile_seconds=round(seconds, 3))
+    return compiled
 
 
 # --------------------------------------------------------------------------------------------

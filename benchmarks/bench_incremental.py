@@ -1,0 +1,135 @@
+"""Incremental readout benchmark: the daily run of a 14-day experiment vs a full recompute.
+
+The sample (1M users, ~12M events over the 14-day pre-period and the 14 days) is generated
+once; a working DuckDB file holds the events and assignments up to the end of day 13 and an
+incremental state (``workbench.metrics.incremental``) is built through day 13; then day 14's
+rows are appended. Timed, interleaved (medians of ``--repeat``):
+
+- daily: bring the state up to date (fingerprint check of the settled events, assignment check,
+  settle day 12, re-aggregate days 12-14) and compute the sufficient statistics from it; the
+  state through day 13 is restored before each repeat;
+- full: the sufficient statistics from all events (``MetricCompiler.sufficient_stats``).
+
+Both include the units, caps (99.9th percentile), CUPED and the hurdle statistics of the
+sample's metrics; the results are checked equal (1e-9 relative).
+
+    .venv/bin/python benchmarks/bench_incremental.py [--users 1000000] [--repeat 3]
+
+Data goes to ``$WORKBENCH_BENCH_DIR`` (default ``/tmp/workbench_bench``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+START = dt.datetime(2026, 10, 5)
+DAY14 = START + dt.timedelta(days=13)  # midnight starting day 14
+
+
+def _prepare(source: Path, work: Path) -> None:
+    if work.exists():
+        work.unlink()
+    with duckdb.connect(str(work)) as con:
+        con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+        for t in ("users", "experiments"):
+            con.execute(f"CREATE TABLE {t} AS SELECT * FROM src.{t}")
+        con.execute(f"CREATE TABLE assignments AS SELECT * FROM src.assignments "
+                    f"WHERE assigned_at < '{DAY14}' ORDER BY assigned_at")
+        con.execute(f"CREATE TABLE events AS SELECT * FROM src.events "
+                    f"WHERE event_time < '{DAY14}' ORDER BY event_time")
+
+
+def _append_day14(source: Path, work: Path) -> None:
+    with duckdb.connect(str(work)) as con:
+        con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+        con.execute(f"INSERT INTO assignments SELECT * FROM src.assignments "
+                    f"WHERE assigned_at >= '{DAY14}' ORDER BY assigned_at")
+        con.execute(f"INSERT INTO events SELECT * FROM src.events "
+                    f"WHERE event_time >= '{DAY14}' ORDER BY event_time")
+
+
+def _open(work: Path, **kw):
+    import workbench as wb
+
+    exp = wb.Experiment.from_source(work, "checkout_redesign")
+    exp.con.raw_sql("SET enable_progress_bar = false")
+    return exp
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lookback-days", type=int, default=2)
+    args = ap.parse_args()
+    from workbench.data.sample import generate
+    from workbench.metrics import incremental
+
+    base = Path(os.environ.get("WORKBENCH_BENCH_DIR", "/tmp/workbench_bench"))
+    base.mkdir(parents=True, exist_ok=True)
+    source = base / f"incremental_{args.users}.duckdb"
+    if not source.exists():
+        t = time.perf_counter()
+        generate(source, seed=7, n_users=args.users, progress=False)
+        print(f"generated {args.users} users in {time.perf_counter() - t:.0f} s")
+    work, state, saved = (base / "incremental_work.duckdb", base / "incremental_state.duckdb",
+                          base / "incremental_state_day13.duckdb")
+    _prepare(source, work)
+    for p in (state, saved):
+        if p.exists():
+            p.unlink()
+    warnings.simplefilter("ignore")
+    exp = _open(work)
+    t = time.perf_counter()
+    incremental.attach(exp.compiler, state, lookback_days=args.lookback_days)
+    exp.compiler.sufficient_stats()
+    build = time.perf_counter() - t
+    exp.con.disconnect()
+    shutil.copy(state, saved)
+    _append_day14(source, work)
+    with duckdb.connect(str(work), read_only=True) as con:
+        n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        n_new = con.execute(f"SELECT count(*) FROM events WHERE event_time >= '{DAY14}'"
+                            ).fetchone()[0]
+
+    daily, full, results = [], [], {}
+    for _ in range(args.repeat):
+        shutil.copy(saved, state)
+        exp = _open(work)
+        t = time.perf_counter()
+        up = incremental.attach(exp.compiler, state, lookback_days=args.lookback_days)
+        results["daily"] = exp.compiler.sufficient_stats()
+        daily.append(time.perf_counter() - t)
+        assert not up.rebuilt, up.reason
+        exp.con.disconnect()
+        exp = _open(work)
+        t = time.perf_counter()
+        results["full"] = exp.compiler.sufficient_stats()
+        full.append(time.perf_counter() - t)
+        exp.con.disconnect()
+    a = results["full"].select_dtypes("number").to_numpy(float)
+    b = results["daily"].select_dtypes("number").to_numpy(float)
+    ok = ~np.isnan(a)
+    rel = float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(a[ok]), 1e-300)))
+    md, mf = statistics.median(daily), statistics.median(full)
+    print(f"users {args.users}, events {n_events} ({n_new} on day 14), lookback "
+          f"{args.lookback_days} days, state {state.stat().st_size / 2**20:.0f} MiB")
+    print(f"state build through day 13 (first run, incl. statistics): {build:.2f} s")
+    print(f"daily run (day 14 given day 13): median {md:.2f} s  {[round(x, 2) for x in daily]}")
+    print(f"full recompute:                  median {mf:.2f} s  {[round(x, 2) for x in full]}")
+    print(f"ratio daily / full: {md / mf:.3f} (target <= 0.2); max relative difference {rel:.2e}")
+    print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
