@@ -99,10 +99,14 @@ def test_interrupted_run_is_recorded_failed_in_one_line(env, tmp_path):
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until the sleeping cell started
         saved = list(reports.glob("*/*/*/notebook.ipynb"))
-        if saved:
-            with open(saved[0]) as handle:
-                text = handle.read()
-            if "time.sleep(120)" in text and '"status": "running"' in text:
+        if saved:  # papermill marks the cell it is executing (not just the run) as running
+            try:
+                cells = json.loads(saved[0].read_text())["cells"]
+            except (ValueError, KeyError):
+                cells = []  # caught mid-write
+            if any("time.sleep(120)" in "".join(c.get("source", ""))
+                   and c.get("metadata", {}).get("papermill", {}).get("status") == "running"
+                   for c in cells):
                 break
         time.sleep(0.2)
     else:
