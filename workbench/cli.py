@@ -78,12 +78,12 @@ def _validate(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     """Plan an experiment on a historical window (moments measured in the engine)."""
     import workbench as wb
+    from workbench.data.assignment import parse_weights
     from workbench.errors import ParameterError
 
-    try:
-        parts = [w.split("=") for w in args.weights.split(",")]
-        weights = ({k.strip(): float(v) for k, v in parts} if all(len(q) == 2 for q in parts)
-                   else [float(q[0]) for q in parts])
+    try:  # named weights are read as everywhere else (control=0.5,treatment=0.5)
+        weights = (parse_weights(args.weights) if "=" in args.weights
+                   else [float(q) for q in args.weights.split(",")])
     except ValueError:
         raise ParameterError(f"--weights: expected 0.5,0.5 or control=0.5,treatment=0.5, got "
                              f"{args.weights!r}") from None
@@ -216,6 +216,9 @@ def _readout_experiment(args: argparse.Namespace):
         if args.source is not None:
             raise ParameterError("give --units (a per-unit file) or --source (an event log), "
                                  "not both")
+        if getattr(args, "incremental", None) is not None:
+            raise ParameterError("--incremental keeps per-unit aggregates of an event log's "
+                                 "events; a per-unit table (--units) has none to keep")
         if args.metrics is None:
             raise ParameterError("--units needs --metrics: a YAML of metrics declared on its "
                                  "columns (kind, column, pre_column)")

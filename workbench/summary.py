@@ -22,3 +22,12 @@ class Summary(str):
 
     def _repr_html_(self) -> str:
         return self.html or f"<pre>{html.escape(str(self))}</pre>"
+
+
+def with_notes(text: str, rich: str, notes) -> Summary:
+    """A summary of ``text`` / ``rich`` with ``notes`` after it: "Note: ..." lines in the
+    text, a list in the HTML."""
+    if notes:
+        text += "\n" + "\n".join(f"Note: {n}" for n in notes)
+        rich += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+    return Summary(text, rich)

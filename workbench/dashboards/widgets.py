@@ -434,16 +434,16 @@ class _Dashboard:
     def render(self, run: LoadedRun) -> list:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _image(self, fig_or_path, max_width: str = "100%") -> Any:
-        data = fig_or_path.read_bytes() if isinstance(fig_or_path, Path) else _figure_png(fig_or_path)
+    def _image(self, figure, max_width: str = "100%") -> Any:
+        """An image widget of a figure, a PNG file or PNG bytes."""
+        data = (figure if isinstance(figure, bytes) else figure.read_bytes()
+                if isinstance(figure, Path) else _figure_png(figure))
         return self.widgets.Image(value=data, format="png",
                                   layout=self.widgets.Layout(max_width=max_width, height="auto"))
 
     def _drawn(self, name: tuple, build, max_width: str = "100%") -> Any:
         """An image of the figure ``build()`` draws for the shown run (drawn once: caches)."""
-        data = _png((_run_key(self.run.record), *name), build)
-        return self.widgets.Image(value=data, format="png",
-                                  layout=self.widgets.Layout(max_width=max_width, height="auto"))
+        return self._image(_png((_run_key(self.run.record), *name), build), max_width)
 
     def _message(self, sentence: str, kind: str = "info") -> list:
         return [self.widgets.HTML(box(esc(sentence), kind))]

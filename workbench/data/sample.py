@@ -222,19 +222,29 @@ def _expected(pop: dict, window_days: np.ndarray) -> dict:
     return out
 
 
-def _effects(expected: dict, labels: dict) -> pd.DataFrame:
+def segment_sums(expected: dict, labels: dict) -> dict:
+    """Per-user expected values summed per segment: ``{dimension: (sums, counts)}``, the sums a
+    DataFrame of ``metric|variant`` columns indexed by segment code. Sums add over chunks of
+    users (:mod:`workbench.data.streaming`)."""
     cols = {f"{m}|{v}": expected[v][m] for v in VARIANTS for m in expected[v]}
     frame = pd.DataFrame(cols)
+    groups = {"(all)": np.zeros(len(frame), dtype=np.int8)}
+    groups.update({d: labels[d][0] for d in SEGMENT_DIMENSIONS})
+    return {d: (frame.groupby(codes).sum(), frame.groupby(codes).size())
+            for d, codes in groups.items()}
+
+
+def effect_rows(sums: dict, labels: dict) -> pd.DataFrame:
+    """The truth table (``EFFECT_COLUMNS``) from :func:`segment_sums`: population averages per
+    segment, revenue per order as a ratio of sums."""
     rows = []
-    groups = [("(all)", np.zeros(len(frame), dtype=np.int8), ["(all)"])]
-    groups += [(d, labels[d][0], labels[d][1]) for d in SEGMENT_DIMENSIONS]
-    for dimension, codes, names in groups:
-        sums = frame.groupby(codes).sum()
-        counts = frame.groupby(codes).size()
-        for code, name in enumerate(names):
-            if code not in sums.index:
+    names = {"(all)": ["(all)"], **{d: labels[d][1] for d in SEGMENT_DIMENSIONS}}
+    for dimension in ["(all)", *SEGMENT_DIMENSIONS]:
+        total, counts = sums[dimension]
+        for code, name in enumerate(names[dimension]):
+            if code not in total.index:
                 continue
-            s, n = sums.loc[code], counts.loc[code]
+            s, n = total.loc[code], counts.loc[code]
             for variant in VARIANTS[1:]:
                 for metric in METRICS:
                     if metric == "revenue_per_order":
@@ -542,7 +552,7 @@ def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
     labels = {"device": (pop["device"], list(DEVICES)),
               "country": (pop["country"], list(COUNTRIES)),
               "channel": (pop["channel"], list(CHANNELS))}
-    effects = _effects(expected, labels)
+    effects = effect_rows(segment_sums(expected, labels), labels)
     tau_a = expected["treatment_a"]["conversion"] - expected["control"]["conversion"]
     tau_b = expected["treatment_b"]["conversion"] - expected["control"]["conversion"]
     step("model data")

@@ -29,44 +29,13 @@ from workbench.data import sample as _s
 
 __all__ = ["generate_streaming"]
 
-_ADDITIVE = ("conversion", "orders_per_user", "revenue_per_user", "sessions_per_user")
-
-
-def _chunk_sums(expected: dict, labels: dict) -> dict:
-    """{dimension: (sums per code: DataFrame of metric|variant columns, counts per code)}."""
-    cols = {f"{m}|{v}": expected[v][m] for v in _s.VARIANTS for m in _ADDITIVE}
-    frame = pd.DataFrame(cols)
-    groups = {"(all)": np.zeros(len(frame), dtype=np.int8)}
-    groups.update({d: labels[d][0] for d in _s.SEGMENT_DIMENSIONS})
-    return {d: (frame.groupby(codes).sum(), frame.groupby(codes).size())
-            for d, codes in groups.items()}
-
 
 def _add_sums(total: dict | None, part: dict) -> dict:
+    """Two chunks' :func:`~workbench.data.sample.segment_sums` added."""
     if total is None:
         return part
     return {d: (total[d][0].add(part[d][0], fill_value=0.0),
                 total[d][1].add(part[d][1], fill_value=0)) for d in part}
-
-
-def _effects_from_sums(total: dict, labels: dict) -> pd.DataFrame:
-    rows = []
-    names = {"(all)": ["(all)"], **{d: labels[d][1] for d in _s.SEGMENT_DIMENSIONS}}
-    for dimension in ["(all)", *_s.SEGMENT_DIMENSIONS]:
-        sums, counts = total[dimension]
-        for code, name in enumerate(names[dimension]):
-            if code not in sums.index:
-                continue
-            s, n = sums.loc[code], counts.loc[code]
-            for variant in _s.VARIANTS[1:]:
-                for metric in _s.METRICS:
-                    if metric == "revenue_per_order":
-                        c = s["revenue_per_user|control"] / s["orders_per_user|control"]
-                        t = s[f"revenue_per_user|{variant}"] / s[f"orders_per_user|{variant}"]
-                    else:
-                        c, t = s[f"{metric}|control"] / n, s[f"{metric}|{variant}"] / n
-                    rows.append((metric, variant, dimension, name, c, t, t - c, t / c - 1))
-    return pd.DataFrame(rows, columns=_s.EFFECT_COLUMNS)
 
 
 def generate_streaming(path, *, seed: int | None = None, n_users: int = 1_000_000,
@@ -153,7 +122,7 @@ def generate_streaming(path, *, seed: int | None = None, n_users: int = 1_000_00
                 labels = {"device": (pop["device"], list(_s.DEVICES)),
                           "country": (pop["country"], list(_s.COUNTRIES)),
                           "channel": (pop["channel"], list(_s.CHANNELS))}
-                total = _add_sums(total, _chunk_sums(expected, labels))
+                total = _add_sums(total, _s.segment_sums(expected, labels))
                 tau_a = expected["treatment_a"]["conversion"] - expected["control"]["conversion"]
                 tau_b = expected["treatment_b"]["conversion"] - expected["control"]["conversion"]
                 users = np.arange(n)
@@ -174,7 +143,7 @@ def generate_streaming(path, *, seed: int | None = None, n_users: int = 1_000_00
                         con.execute(f"INSERT INTO {name} {body}")
                     con.unregister("chunk_src")
                 del tables, pop
-            effects = _effects_from_sums(total, labels)
+            effects = _s.effect_rows(total, labels)
             eid = experiment_id.replace("'", "''")
             experiments = pa.table({
                 "variant": list(_s.VARIANTS),

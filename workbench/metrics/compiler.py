@@ -240,12 +240,10 @@ class StatisticsCompiler:
             pd.MultiIndex.from_frame(wide[["variant", phase]]), sort=False)).fillna(0.0)
             .reset_index())
         out = self._to_long(wide, ["variant", phase])
-        order = {n: i for i, n in enumerate(names)}
-        return (out.assign(__p=out[phase].map(order))
-                .sort_values(["__p"], kind="stable").drop(columns="__p")
-                .pipe(lambda f: f.sort_values(
-                    ["metric"], key=lambda c: c.map({m.name: i for i, m in
-                                                     enumerate(self.metrics)}), kind="stable"))
+        metric_order = {m.name: i for i, m in enumerate(self.metrics)}
+        phase_order = {n: i for i, n in enumerate(names)}
+        return (out.assign(__m=out["metric"].map(metric_order), __p=out[phase].map(phase_order))
+                .sort_values(["__m", "__p"], kind="stable").drop(columns=["__m", "__p"])
                 .reset_index(drop=True))
 
 
@@ -492,8 +490,8 @@ class MetricCompiler(StatisticsCompiler):
         both = both.group_by("user_id", "day").aggregate(
             entry=both.entry.max(), **{k: both[k].sum() for k in incs})
         # The pre-period covariates are fixed per unit: take them from the final unit table.
-        fixed = [c for c in final.columns if c.endswith(("__x", "__w"))
-                 or c.rsplit("__", 1)[-1][:1] == "c" and c.rsplit("__", 1)[-1][1:].isdigit()]
+        fixed = [c for c in final.columns
+                 if c.endswith(("__x", "__w")) or covariates.is_column(c)]
         f = final.select("user_id", "variant", *fixed)
         j = both.join(f, both.user_id == f.user_id).select(both, f.variant, *[f[c] for c in fixed])
         win = ibis.cumulative_window(group_by=j.user_id, order_by=j.day)

@@ -68,6 +68,12 @@ def _col(metric: str, j: int) -> str:
     return f"{metric}__c{j}"
 
 
+def is_column(name: str) -> bool:
+    """Whether a unit-table column is a covariate column ``<metric>__c<j>``."""
+    tag = name.rsplit("__", 1)[-1] if "__" in name else ""
+    return tag[:1] == "c" and tag[1:].isdigit()
+
+
 def _levels(compiler, table, expr, key) -> list[str]:
     """The one-hot levels of a text column: top values but the reference, and ``(other)``."""
     cache = compiler.__dict__.setdefault("_covariate_levels", {})

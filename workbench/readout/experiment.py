@@ -297,7 +297,8 @@ class Experiment:
         from workbench.readout import phases as _phases
 
         variants = self.window.variants
-        if phases is None and self.experiments is not None:
+        if phases is None and self.experiments is not None \
+                and _phases.PHASE in self.experiments.columns:  # a schema check, no query
             x = self.experiments
             found = _phases.from_table(execute(x.filter(x.experiment_id == self.experiment_id)),
                                        variants)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import messages
+from workbench.data.assignment import parse_weights
 from workbench.errors import ParameterError
 from workbench.stats.moments import basic_moments
 from workbench.stats.srm import SRM_THRESHOLD, srm
@@ -87,18 +88,15 @@ def coerce(phases, variants: Sequence[str]) -> tuple[Phase, ...]:
         start, end = pd.Timestamp(p.start).date(), pd.Timestamp(p.end).date()
         if end < start:
             raise ParameterError(f"phase {p.name!r}: end {end} is before start {start}")
-        w = {str(k): v for k, v in dict(p.weights).items()}
+        try:  # the one reader of variant weights (assignment's), normalised to sum 1
+            w = parse_weights({str(k): v for k, v in dict(p.weights).items()})
+        except ParameterError as exc:
+            raise ParameterError(f"phase {p.name!r}: {exc}") from None
         bad = [k for k in w if k not in variants]
         if bad:
             raise ParameterError(f"phase {p.name!r}: weights name {bad}, not a variant "
                                  f"({list(variants)})")
-        if not w or any(not isinstance(v, int | float) or isinstance(v, bool)
-                        or not np.isfinite(v) or v < 0 for v in w.values()) \
-                or sum(w.values()) <= 0:
-            raise ParameterError(f"phase {p.name!r}: weights must be non-negative numbers "
-                                 f"summing to more than 0, got {w}")
-        total = sum(w.values())
-        w = {v: float(w.get(v, 0.0)) / total for v in variants}
+        w = {v: w.get(v, 0.0) for v in variants}
         out.append(Phase(str(p.name), start, end, w, p.traffic))
     out.sort(key=lambda p: p.start)
     names = [p.name for p in out]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from workbench import format as fmt
 from workbench.readout.decision import COMPUTABLE_NONE, computable
-from workbench.summary import Summary
+from workbench.summary import Summary, with_notes
 
 _CORRECTED = {"holm": "Holm's correction", "bh": "the Benjamini-Hochberg correction",
               "bonferroni": "Bonferroni's correction"}
@@ -198,10 +198,7 @@ class AnalysisResult:
                           table.to_text()])
         rich = (f"<p><b>{html.escape(self.experiment_id)}: {html.escape(self.decision)}</b></p>"
                 + self._reasons_html() + table.to_html())
-        if self.notes:
-            text += "\n" + "\n".join(f"Note: {n}" for n in self.notes)
-            rich += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
-        return Summary(text, rich)
+        return with_notes(text, rich, self.notes)
 
     def __str__(self) -> str:
         return str(self.summary())

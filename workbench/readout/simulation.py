@@ -43,7 +43,7 @@ from workbench.data.hashing import (  # noqa: F401  (hash_expr, hash_numpy: re-e
 from workbench.data.hashing import SIMULATION_ASSIGN as ASSIGN
 from workbench.data.hashing import SIMULATION_FLIP as FLIP
 from workbench.errors import ParameterError
-from workbench.summary import Summary
+from workbench.summary import Summary, with_notes
 
 LIFTED = "@lift"     # suffix of the lifted copies of the metrics in the engine query
 POOLS = ("all", "control")
@@ -139,10 +139,7 @@ class SimulationResult:
         text = self._headline() + "\n" + frame.to_string(index=False)
         rich = (f"<p><b>{html.escape(self._headline())}</b></p>"
                 + frame.to_html(index=False))
-        if self.notes:
-            text += "\n" + "\n".join(f"Note: {n}" for n in self.notes)
-            rich += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>"
-        return Summary(text, rich)
+        return with_notes(text, rich, self.notes)
 
     def __str__(self) -> str:
         return str(self.summary())
