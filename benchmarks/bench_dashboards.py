@@ -166,6 +166,8 @@ def main() -> int:
     parser.add_argument("--cold-views", type=int, default=3)
     parser.add_argument("--site", type=Path, default=None,
                         help="folder holding (or to hold) the logged run, reused across runs")
+    parser.add_argument("--configs", nargs="+", default=["default", "pool1", "cold"],
+                        choices=["default", "pool1", "cold"], help="server configurations")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit("Debian chromium missing: run `make browser-deps`")
@@ -178,6 +180,7 @@ def main() -> int:
          {"pool_size": 1, "fill_delay": 1.0}),
         ("no preheating (--no-preheat)", "cold", args.cold_views, {"preheat": False}),
     ]
+    configs = [c for c in configs if c[1] in args.configs]
     with tempfile.TemporaryDirectory(prefix="bench-dashboards-") as tmp:
         base = Path(tmp)
         site = args.site or base

@@ -132,11 +132,19 @@ WB_METRIC = {"c": "conversion", "r": "revenue_per_user", "s": "sessions_per_user
 def _dates(path):
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True, config=_sql_config())
     start, end = con.execute("SELECT min(start_date), max(end_date) FROM experiments").fetchone()
     con.close()
     return {"start": f"{start} 00:00:00", "end": f"{end + dt.timedelta(days=1)} 00:00:00",
             "pre": f"{start - dt.timedelta(days=14)} 00:00:00"}
+
+
+def _sql_config() -> dict:
+    """The floor runs under the same DuckDB settings as the workbench (memory limit and spill
+    folder of ``WORKBENCH_DUCKDB_MEMORY_LIMIT``): one process may hold both connections."""
+    from workbench.data.sources import duckdb_config
+
+    return duckdb_config()
 
 
 def run_sql(path):
@@ -144,7 +152,7 @@ def run_sql(path):
     import duckdb
 
     d = _dates(path)
-    con = duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True, config=_sql_config())
     try:
         con.execute(SQL_UNITS.format(**d))
         validate = con.execute(SQL_VALIDATE).df()
@@ -253,6 +261,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--memory-limit", default="1GB",
+                    help="DuckDB memory_limit of both contenders (WORKBENCH_DUCKDB_MEMORY_LIMIT;"
+                         " '' = DuckDB's default, 80%% of RAM)")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--one")
     ap.add_argument("--path")
@@ -261,7 +272,8 @@ def main():
         one(args.one, args.path, args.repeat)
         return
     bench_dir = Path(os.environ.get("WORKBENCH_BENCH_DIR", "/tmp/workbench_bench"))
-    print(f"load: {os.getloadavg()}")
+    os.environ["WORKBENCH_DUCKDB_MEMORY_LIMIT"] = args.memory_limit  # inherited by the children
+    print(f"load: {os.getloadavg()}, DuckDB memory_limit: {args.memory_limit or 'default'}")
     rows = []
     for n in args.sizes:
         path = bench_dir / f"scale_{n}.duckdb"

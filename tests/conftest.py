@@ -177,3 +177,91 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# The ramp scenario (workbench.data.sample.generate_ramp) counted by hand: per phase x variant
+# the units and converters (first exposure in the phase, an order from the exposure to the end).
+_RAMP_COUNTS = """
+with u as (select user_id, min(variant) as variant, min(assigned_at) as t0 from assignments
+           where experiment_id = 'ramp_rollout' group by 1),
+p as (select *, case when t0 < timestamp '2026-03-09' then 'phase_1'
+                     when t0 < timestamp '2026-03-16' then 'phase_2' else 'phase_3' end as phase
+      from u),
+o as (select distinct e.user_id from events e join u on e.user_id = u.user_id
+      where e.event_type = 'order' and e.event_time >= u.t0
+        and e.event_time < timestamp '2026-03-23')
+select phase, variant, count(*) as n, sum(case when o.user_id is null then 0 else 1 end) as conv
+from p left join o on p.user_id = o.user_id group by all order by phase, variant
+"""
+
+
+class RampByHand:
+    """Hand computations of the ramp scenario, independent of the readout (tests of phases)."""
+
+    @staticmethod
+    def counts(path):
+        """``phase, variant, n, conv`` from SQL on the DuckDB file ``path``."""
+        import duckdb
+
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return con.execute(_RAMP_COUNTS).df()
+        finally:
+            con.close()
+
+    @staticmethod
+    def stratified_conversion(counts):
+        """The stratified relative lift of conversion and its delta-method s.e. (weights: the
+        phases' shares of the units), and the units of both arms."""
+        import numpy as np
+
+        h = counts.assign(p=counts["conv"] / counts["n"])
+        w = h.groupby("phase")["n"].sum() / h["n"].sum()
+        c = h[h["variant"] == "control"].set_index("phase")
+        t = h[h["variant"] == "treatment"].set_index("phase")
+        C, T = (w * c["p"]).sum(), (w * t["p"]).sum()
+        var_c = (w**2 * c["p"] * (1 - c["p"]) / c["n"]).sum()
+        var_t = (w**2 * t["p"] * (1 - t["p"]) / t["n"]).sum()
+        return T / C - 1, np.sqrt(var_t / C**2 + T**2 * var_c / C**4), float(h["n"].sum())
+
+
+@pytest.fixture(scope="session")
+def ramp_by_hand():
+    return RampByHand
+
+
+@pytest.fixture(scope="session")
+def template_runs(small_warehouse, tmp_path_factory):
+    """Every template and the quickstart run once on the small sample, 2 at a time, each in its
+    own process, one SQLite file; explain after model_experiment, so that it explains the
+    comparison's winner. Shared by tests/test_templates.py and tests/test_reports.py (what
+    they check differs; the runs are the same). Yields ``({template: result}, uri, root)``;
+    the environment is set only while the runs are made."""
+    from pathlib import Path
+
+    from workbench import runner, tracking
+
+    root = tmp_path_factory.mktemp("templates")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    src = str(small_warehouse)
+    small = {"source": src, "sample_rows": 3000}
+
+    def job(template, **parameters):
+        return {"template": template, "name": None, "cell_timeout": None,
+                "parameters": parameters}
+
+    quickstart = str(Path(__file__).resolve().parents[1] / "notebooks" / "1.0-wb-quickstart.ipynb")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("WORKBENCH_REPORTS_DIR", str(root / "reports"))
+    mp.delenv(tracking.ENV_RUN_DIR, raising=False)
+    try:
+        first = runner.run_jobs([
+            job("model_experiment", **small, cv=2),
+            job("ab_test", source=src, pymc_draws=0, segments=["device"], planned_mde=0.05),
+            job("drift_report", source=src, max_rows=2000),
+            job(quickstart, source=src)], parallel=2, progress=False)
+        second = runner.run_jobs([job("explain", **small, max_samples=200)], progress=False)
+    finally:
+        mp.undo()
+    return {r["template"]: r for r in first + second}, uri, root

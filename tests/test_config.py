@@ -63,3 +63,12 @@ def test_settings_are_frozen(env):
 def test_root_found_from_the_package(monkeypatch):
     monkeypatch.delenv("WORKBENCH_ROOT", raising=False)
     assert (get_settings().root / "pyproject.toml").exists()
+
+
+def test_duckdb_memory_limit_is_checked(env):
+    assert get_settings().duckdb_memory_limit is None
+    env.setenv("WORKBENCH_DUCKDB_MEMORY_LIMIT", "1.5GB")
+    assert get_settings().duckdb_memory_limit == "1.5GB"
+    env.setenv("WORKBENCH_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ConfigError, match="WORKBENCH_DUCKDB_MEMORY_LIMIT"):
+        get_settings()

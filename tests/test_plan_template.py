@@ -37,3 +37,31 @@ def test_plan_template_runs_and_logs_the_plan(small_warehouse, tmp_path, monkeyp
     # what a readout links to: the table read back by run id gives the planned MDEs
     back = load(result.run_dir)
     assert planned_mde(back) == dict.fromkeys(table["metric"].unique(), 0.05)
+    # the catalogue's line of the plan: kind, experiment, planned days of the primary metric
+    summary = result.record["summary"]
+    assert summary["kind"] == "plan" and summary["experiment_id"] == "checkout_redesign"
+    first = table[table["metric"] == summary["primary_metric"]]
+    assert summary["planned_days"] in set(first["days_fixed"])
+
+    # ONE ab_test run after it: plan_run defaults to "auto" and finds this plan by its tag
+    readout = runner.run_template("ab_test", {"source": str(small_warehouse), "pymc_draws": 0,
+                                              "segments": ["device"]}, progress=False)
+    assert readout.ok, readout.message
+    power = pd.read_parquet(readout.run_dir / "tables" / "power.parquet")
+    results = pd.read_parquet(readout.run_dir / "tables" / "results.parquet")
+    results = results[results["dimension"].isna() | (results["dimension"] == "(all)")] \
+        if "dimension" in results else results
+    used = results.set_index(["metric", "variant"])["cuped"]
+    assert len(power) and power["planned_days"].notna().all()
+    for r in power.to_dict("records"):
+        row = table[(table["metric"] == r["metric"])
+                    & (table["cuped"] == bool(used.loc[(r["metric"], r["variant"])]))].iloc[0]
+        assert r["planned_days"] == row["days_fixed"] and r["planned_n"] == row["n_fixed"]
+        assert r["mde"] == 0.05
+    import mlflow
+
+    plan_id = result.record["mlflow_run_id"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tags = client.get_run(readout.record["mlflow_run_id"]).data.tags
+    assert tags["workbench.plan_run"] == plan_id
+    assert client.get_run(plan_id).data.tags[TAG] == "checkout_redesign"

@@ -16,8 +16,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import runner, tracking
-
 TEMPLATES = ["ab_test", "model_experiment", "explain", "drift_report"]
 MIN_FRAME_PX = 400  # an embedded report shorter than this is clipped
 E_NOTATION = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]\d+(?![\w.])")  # as Python writes it
@@ -162,27 +160,9 @@ def test_the_checker_finds_each_problem():
 
 # ----------------------------------------------------------------------------- the reports
 @pytest.fixture(scope="module")
-def reports(small_warehouse, tmp_path_factory):
-    """Every template run once on the small sample; explain after model_experiment, so that
-    it explains the comparison's winner."""
-    root = tmp_path_factory.mktemp("reports")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("WORKBENCH_REPORTS_DIR", str(root / "reports"))
-    mp.delenv(tracking.ENV_RUN_DIR, raising=False)
-    src = str(small_warehouse)
-
-    def job(template, **parameters):
-        return {"template": template, "name": None, "cell_timeout": None,
-                "parameters": {"source": src, **parameters}}
-
-    first = runner.run_jobs([job("model_experiment", sample_rows=3000, cv=2),
-                             job("ab_test", pymc_draws=0, segments=["device"]),
-                             job("drift_report", max_rows=2000)], parallel=2, progress=False)
-    second = runner.run_jobs([job("explain", sample_rows=3000, max_samples=200)],
-                             progress=False)
-    yield {r["template"]: r for r in first + second}
-    mp.undo()
+def reports(template_runs):
+    """Every template run once on the small sample (tests/conftest.py: template_runs)."""
+    return template_runs[0]
 
 
 def _report(reports, template):

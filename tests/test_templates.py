@@ -34,31 +34,9 @@ def test_templates_are_thin_and_have_literal_parameters():
 
 
 @pytest.fixture(scope="module")
-def executed(small_warehouse, tmp_path_factory):
-    """All templates + the quickstart, 2 at a time, each in its own process, one SQLite file."""
-    root = tmp_path_factory.mktemp("templates")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("WORKBENCH_REPORTS_DIR", str(root / "reports"))
-    mp.delenv(tracking.ENV_RUN_DIR, raising=False)
-    src = str(small_warehouse)
-    small = {"source": src, "sample_rows": 3000}
-    jobs = [
-        {"template": "ab_test", "name": None, "cell_timeout": None,
-         "parameters": {"source": src, "pymc_draws": 0, "segments": ["device"],
-                        "planned_mde": 0.05}},
-        {"template": "model_experiment", "name": None, "cell_timeout": None,
-         "parameters": {**small, "cv": 2}},
-        {"template": "explain", "name": None, "cell_timeout": None,
-         "parameters": {**small, "max_samples": 200}},
-        {"template": "drift_report", "name": None, "cell_timeout": None,
-         "parameters": {"source": src, "max_rows": 2000}},
-        {"template": str(ROOT / "notebooks" / "1.0-wb-quickstart.ipynb"), "name": None,
-         "cell_timeout": None, "parameters": {"source": src}},
-    ]
-    results = runner.run_jobs(jobs, parallel=2, progress=False)
-    yield {r["template"]: r for r in results}, f"sqlite:///{root / 'mlflow.db'}", root
-    mp.undo()
+def executed(template_runs):
+    """All templates + the quickstart (tests/conftest.py: template_runs)."""
+    return template_runs
 
 
 def _run(executed, template):

@@ -6,6 +6,7 @@ resolved against the project root (the folder holding ``pyproject.toml``) unless
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"WORKBENCH_{name} must be an integer, got {value!r}") from exc
 
 
+def _memory(name: str) -> str | None:
+    value = (os.environ.get(f"WORKBENCH_{name}") or "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", value, flags=re.IGNORECASE):
+        raise ConfigError(f"WORKBENCH_{name} must be an amount of memory such as 2GB or 512MiB, "
+                          f"got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Build with :func:`get_settings` so environment variables apply.
@@ -67,6 +78,10 @@ class Settings:
     cache_dir : Path
         Compiled PyMC models and PyTensor/numba compile dirs, shared by every process
         (``WORKBENCH_CACHE``, default ``<root>/.cache``; ``workbench cache clear`` empties it).
+    duckdb_memory_limit : str or None
+        DuckDB's ``memory_limit`` for the connections the workbench opens
+        (``WORKBENCH_DUCKDB_MEMORY_LIMIT``, e.g. ``2GB``; default DuckDB's own, 80 % of RAM).
+        Larger-than-memory work then spills to ``<cache_dir>/duckdb`` instead of growing.
     """
 
     root: Path
@@ -79,6 +94,7 @@ class Settings:
     seed: int = 20261123
     extra: dict = field(default_factory=dict)
     cache_dir: Path | None = None
+    duckdb_memory_limit: str | None = None
 
 
 def get_settings() -> Settings:
@@ -97,4 +113,5 @@ def get_settings() -> Settings:
         tracking_uri=tracking_uri,
         seed=_int("SEED", 20261123),
         cache_dir=_path("CACHE", root / ".cache", root),
+        duckdb_memory_limit=_memory("DUCKDB_MEMORY_LIMIT"),
     )

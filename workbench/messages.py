@@ -59,9 +59,19 @@ PHASES_POOLED = ("naive pooling of all units across phases (biased when the spli
                  "and the baseline drifted)")
 PHASES_HEADLINE = ("headline effects are stratified across {n} phases (each phase's share of "
                    "the units as its weight), not pooled: the split changed between phases")
-PHASES_NOT_HEADLINE = ("{n} phases: the headline is the pooled {method} estimate; the "
-                       "stratified (frequentist) estimate is in the phases table")
+# how the stratified estimate is stated under each method (appended to PHASES_HEADLINE)
+PHASES_METHOD = {
+    "frequentist": "",
+    "sequential": ("; sequential: the always-valid interval and p-value of the stratified "
+                   "estimate and its standard error at the combined units"),
+    "bayesian": ("; Bayesian: chance to win and interval from the normal approximation of the "
+                 "stratified estimate with the readout's prior on the effect (every metric "
+                 "kind, proportions included)"),
+}
 PHASE_SRM = "phase {phase}: sample ratio mismatch against that phase's plan (p = {p})"
 PHASES_PLANNED = ("planned split: {split}, implied by the {n} phases' weights and units (each "
                   "phase is also tested against its own plan)")
 PHASES_OUTSIDE = "phases: {n} units were first exposed outside every phase (left out of them)"
+# A readout linked to its plan (workbench.readout.progress): one sentence per primary metric.
+PLAN_PROGRESS = ("{metric}: planned {planned_days} for a {mde} MDE; {days_elapsed} elapsed, "
+                 "power so far {power}")

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ParameterError
+from workbench.tracking import plans
+from workbench.tracking.plans import TABLE, TAG, load, planned_mde  # noqa: F401 (the API)
 
 PLAN_ID = "__plan__"  # the experiment key of the historical units
 GROUP = "all"
-TAG = "workbench.plan"  # MLflow tag: the planned experiment's id
-TABLE = "plan"  # name of the logged tables
 MOMENTS = "plan_moments"
 MOMENT_COLUMNS = ("metric", "kind", "n_units", "units_per_day", "baseline", "variance", "rho",
                   "variance_cuped", "error_message")
@@ -78,6 +78,26 @@ class Plan:
         """``{metric: mde}``: what :meth:`workbench.Experiment.analyze` takes as
         ``planned_mde``."""
         return planned_mde(self.table)
+
+    def headline(self) -> dict:
+        """The run summary the catalogue lists: ``kind`` (``"plan"``), ``experiment_id``,
+        ``primary_metric`` (the first primary metric, else the first planned one) and its
+        ``planned_days`` / ``planned_n`` / ``mde`` (fixed horizon; the CUPED row when its
+        correlation was measured, as a readout with a covariate would analyse it)."""
+        t = self.table
+        names = [m for m in self.parameters.get("primary_metrics") or () if m in set(t["metric"])]
+        first = names[0] if names else (str(t["metric"].iloc[0]) if len(t) else None)
+        out = {"kind": "plan", "experiment_id": self.experiment_id, "primary_metric": first,
+               "planned_days": None, "planned_n": None, "mde": None}
+        rows = t[t["metric"] == first]
+        if len(rows):
+            cup = rows[rows["cuped"].astype(bool)]
+            r = cup.iloc[0] if len(cup) and np.isfinite(cup["days_fixed"].iloc[0]) \
+                and cup["rho"].iloc[0] != 0 else rows.iloc[0]
+            for key, col in (("planned_days", "days_fixed"), ("planned_n", "n_fixed"),
+                             ("mde", "mde")):
+                out[key] = float(r[col]) if np.isfinite(r[col]) else None
+        return out
 
     def tracking_metrics(self) -> dict[str, float]:
         """Run metrics: ``<metric>.<n|days|mde>_<fixed|sequential>[_cuped]`` (finite only)."""
@@ -149,25 +169,11 @@ class Plan:
         return plot_power_curve(self, days=days, method=method, ax=ax).figure
 
 
-def planned_mde(table: pd.DataFrame) -> dict[str, float]:
-    """``{metric: mde}`` from a plan table (:meth:`Plan.to_frame`, e.g. read back from a run)."""
-    t = table.drop_duplicates("metric")
-    return {str(m): float(v) for m, v in zip(t["metric"], t["mde"]) if np.isfinite(v)}
-
-
 def plan_mde(plan: Any, metrics: Sequence[str] | None = None) -> dict[str, float]:
-    """The planned MDEs of a :class:`Plan`, a plan table or a ``plan`` run (id or folder),
-    restricted to ``metrics`` (the readout's)."""
-    if isinstance(plan, Plan):
-        table = plan.table
-    elif isinstance(plan, pd.DataFrame):
-        table = plan
-    elif isinstance(plan, (str, os.PathLike)):
-        table = load(plan)
-    else:
-        raise ParameterError(f"plan={plan!r}: expected a Plan, its table or a plan run id")
-    out = planned_mde(table)
-    return {k: v for k, v in out.items() if metrics is None or k in metrics}
+    """The planned MDEs of a :class:`Plan`, a plan table or a ``plan`` run (id, folder or
+    planned experiment id), restricted to ``metrics`` (the readout's)."""
+    table, _ = plans.resolve(plan)
+    return planned_mde(table, metrics)
 
 
 def _date(value, name):
@@ -436,7 +442,9 @@ def plan(source: Any = None, metrics: Any = None, *, start_date: Any = None,
               "weights": dict(zip(names, w)), "alpha": alpha, "power": power,
               "traffic": traffic, "days": days, "relative": relative,
               "alternative": alternative, "users_per_day": users_per_day,
-              "sequential_tuning": sequential_tuning, "per_unit": bool(per_unit)}
+              "sequential_tuning": sequential_tuning, "per_unit": bool(per_unit),
+              "primary_metrics": [m.name for m in defs if getattr(m, "role", "") == "primary"
+                                  and m.name in set(mom["metric"])]}
     return Plan(experiment_id, mom, table, params, tuple(notes))
 
 
@@ -459,24 +467,6 @@ def _span_days(comp) -> float | None:
         return None
     return float((pd.Timestamp(span["hi"].iloc[0]).normalize()
                   - pd.Timestamp(span["lo"].iloc[0]).normalize()).days + 1)
-
-
-def load(run: str, reports_dir: Any = None) -> pd.DataFrame:
-    """The plan table logged by a run (the ``plan`` template), by run id or run folder."""
-    from pathlib import Path
-
-    from workbench.tracking.store import resolve_run
-
-    folder = Path(run) if Path(str(run)).is_dir() else resolve_run(str(run), reports_dir)
-    if folder is None:
-        raise ParameterError(f"plan_run={run!r}: no such run in the reports folder")
-    found = sorted(folder.rglob(f"{TABLE}.*"))
-    for f in found:
-        if f.suffix == ".csv":
-            return pd.read_csv(f)
-        if f.suffix == ".parquet":
-            return pd.read_parquet(f)
-    raise ParameterError(f"plan_run={run!r}: the run has no {TABLE!r} table")
 
 
 class _CallableModule(types.ModuleType):

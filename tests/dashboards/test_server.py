@@ -93,6 +93,13 @@ def test_unknown_dashboard_is_a_clear_error():
     assert server.dashboard_target("model").name == "model.ipynb"
 
 
+def _ctrl_c_default() -> None:
+    """In the child: SIGINT as a terminal leaves it. A job started in the background (``&``, a
+    CI runner) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler,
+    so the Ctrl-C these tests send would be ignored (measured: the server never stopped)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_workbench_serve_requires_its_token_and_keeps_it_off_the_command_line(tmp_path):
     """``workbench serve`` end to end (no page is rendered: no kernel is started)."""
     with socket.socket() as s:
@@ -103,7 +110,7 @@ def test_workbench_serve_requires_its_token_and_keeps_it_off_the_command_line(tm
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port),
                              "--dashboard", "experiment", "--no-preheat"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -327,3 +327,95 @@ def test_a_broken_run_shows_a_sentence_not_an_exception(runs_env, tmp_path, monk
 def test_query_parameters_are_cut_and_first_wins(query, expected):
     assert widgets.query_parameters(query) == expected
     assert widgets.query_parameters("run=first&run=second") == {"run": "first"}
+
+
+# -- a staged rollout linked to its plan: phases, planned sizes and the plan run itself ---------
+@pytest.fixture(scope="module")
+def ramp_runs(tmp_path_factory):
+    """A plan run (as the ``plan`` template logs it, not published) and a published readout of
+    the ramp scenario linked to it by tag (``plan="auto"``), in their own reports folder."""
+    import datetime as dt
+    import warnings
+
+    import workbench as wb
+    from workbench import tracking
+    from workbench.dashboards import catalogue
+    from workbench.data.sample import RAMP_EXPERIMENT, RAMP_METRICS, RAMP_START, generate_ramp
+    from workbench.readout.record import ReadoutRecord
+    from workbench.tracking.plans import TABLE, TAG
+
+    root = tmp_path_factory.mktemp("ramp_dashboard")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WORKBENCH_REPORTS_DIR", str(root / "reports"))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.delenv(catalogue.ALL_RUNS_ENV, raising=False)
+    mp.delenv("QUERY_STRING", raising=False)
+    mp.delenv(tracking.ENV_RUN_DIR, raising=False)
+    start = RAMP_START - dt.timedelta(days=21)
+    generate_ramp(root / "history.duckdb", seed=5, n_per_phase=3000, weights=(0, 0, 0),
+                  start=start)
+    plan = wb.plan(root / "history.duckdb", RAMP_METRICS, start_date=start,
+                   end_date=RAMP_START - dt.timedelta(days=1), mde=0.1,
+                   experiment_id=RAMP_EXPERIMENT)
+    with tracking.start_run("plan", RAMP_EXPERIMENT) as plan_run:
+        tracking.set_tags({TAG: RAMP_EXPERIMENT})
+        tracking.log_summary(plan.headline())
+        tracking.log_table(plan.to_frame(), TABLE)
+    generate_ramp(root / "ramp.duckdb", seed=5, n_per_phase=3000)
+    exp = wb.Experiment.from_source(root / "ramp.duckdb", RAMP_EXPERIMENT, RAMP_METRICS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = exp.analyze(plan="auto", timeseries=False)
+    with tracking.start_run("ab_test", RAMP_EXPERIMENT) as run:
+        tracking.log_record(ReadoutRecord.from_result(result))
+    catalogue.publish(run.mlflow_run_id)
+    yield {"plan": plan, "plan_run": plan_run.mlflow_run_id, "result": result,
+           "run": run.mlflow_run_id}
+    mp.undo()
+
+
+def test_a_ramp_readout_shows_its_phases_power_against_plan_and_the_plan(ramp_runs):
+    plan, result = ramp_runs["plan"], ramp_runs["result"]
+    dash = ExperimentDashboard(query_string="")
+    assert dash.run.run_id == ramp_runs["run"]
+    shown = _text(dash.widget)
+    assert "Phases (staged rollout)" in shown and "Power so far" in shown
+    # the phases table: one row per metric x phase, stratified and pooled rows included
+    (phases,) = [t for t in _tables(dash.widget) if t[0][:3] == ["metric", "variant", "phase"]]
+    frame = result.phases
+    assert [r[2] for r in phases[1:]] == frame["phase"].tolist()
+    strat = frame[(frame["metric"] == "conversion") & (frame["phase"] == "(stratified)")].iloc[0]
+    row = next(r for r in phases[1:] if r[0] == "conversion" and r[2] == "(stratified)")
+    assert row[phases[0].index("effect")] == _pct(strat["effect"])
+    # the power table's planned sizes are the plan's (fixed horizon, no CUPED: rho is 0 here)
+    (power,) = [t for t in _tables(dash.widget) if "planned n" in t[0]]
+    planned = plan.table[(plan.table["metric"] == "conversion") & ~plan.table["cuped"]].iloc[0]
+    conv = next(r for r in power[1:] if r[0] == "conversion")
+    assert conv[power[0].index("planned n")] == f"{round(planned['n_fixed']):,}"
+    assert conv[power[0].index("planned days")] == f"{planned['days_fixed']:.0f} days"
+    # the plan sentence of the notes, and the linked plan run (unpublished, but linked)
+    days = f"{planned['days_fixed']:.0f} days"
+    assert f"conversion: planned {days} for a 10.0 % MDE" in shown
+    assert "Planned in run " in shown and ramp_runs["plan_run"][:8] in shown
+    assert f"needs {round(planned['n_fixed']):,} units" not in shown  # said once: power table
+    assert ramp_runs["plan_run"] not in [v for _, v in dash.run_select.options]
+
+
+def test_plan_runs_are_listed_with_their_planned_days_and_shown(ramp_runs):
+    plan = ramp_runs["plan"]
+    planned = plan.table[(plan.table["metric"] == "conversion") & ~plan.table["cuped"]].iloc[0]
+    days = f"{planned['days_fixed']:.0f} days"
+    dash = ExperimentDashboard(published_only=False, query_string="")
+    assert dash.run.run_id == ramp_runs["run"]  # the readout first, though the plan is older
+    labels = dict((v, k) for k, v in dash.run_select.options)
+    assert f"plan: {days} planned" in labels[ramp_runs["plan_run"]]
+    dash.run_select.value = ramp_runs["plan_run"]
+    shown = _text(dash.widget)
+    assert (f"Plan for ramp_rollout: conversion needs {round(planned['n_fixed']):,} units "
+            f"({days}) to detect a 10.0 % effect") in shown
+    (table,) = [t for t in _tables(dash.widget) if t[0][:2] == ["metric", "CUPED"]]
+    assert len(table) - 1 == len(plan.table)
+    first = table[1]
+    assert first[:2] == [planned["metric"], "no"]
+    assert first[5:7] == [f"{round(planned['n_fixed']):,}", days]
+    assert text.PART_FAILED not in shown

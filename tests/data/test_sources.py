@@ -96,3 +96,19 @@ def test_execute_wraps_engine_errors(warehouse):
     assert "Conversion Error" in str(err.value)
     assert "SELECT" not in str(err.value)           # the engine's message, not its SQL dump
     assert "SELECT" in str(err.value.__cause__)      # which stays on the cause
+
+
+def test_the_duckdb_memory_limit_applies_to_opened_connections(warehouse, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    for source in (warehouse, ":memory:"):
+        con = connect(source)
+        limit, spill = con.raw_sql("SELECT current_setting('memory_limit'), "
+                                   "current_setting('temp_directory')").fetchone()
+        # DuckDB reports the limit in MiB: 300 MB = 286.1 MiB
+        assert limit == "286.1 MiB"
+        assert spill == str(tmp_path / "cache" / "duckdb")
+    monkeypatch.delenv("WORKBENCH_DUCKDB_MEMORY_LIMIT")
+    con = connect(warehouse)
+    assert con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0] != "286.1 MiB"

@@ -119,6 +119,7 @@ def test_a_missing_server_is_a_source_error_at_once():
         connect("sc://:15002")
 
 
+@pytest.mark.slow  # ~2 min (loading the server, 13 queries on Spark); CI runs it (make test-slow)
 def test_readout_on_spark_connect_equals_duckdb(loaded, small_warehouse, tmp_path):
     """`workbench readout --source sc://...` (a new process, its own Connect session) against
     the same command on the DuckDB file: same statistics to 1e-9, same decision, same exit."""

@@ -158,8 +158,9 @@ def _scenario(source, metrics_file, tmp_path, days: int, definitions: int = 99,
             inc, full, update = _both(work, metrics, state)
         _assert_equal(full, inc)
         reasons[d] = update.reason if update.rebuilt else ""
-        if not update.rebuilt:  # this run read the events of the last 4 days only
-            assert update.scanned_from == cutoff - dt.timedelta(days=4)
+        if not update.rebuilt:  # this run read the events of the newest day and of the day
+            # before it (late events arrived for it) only: the other days' rows were kept
+            assert update.scanned_from == cutoff - dt.timedelta(days=2)
     assert reasons[1] == "no state"
     assert "definitions_hash" in reasons.get(definitions, "definitions_hash")
     assert "settled events changed" in reasons.get(too_late, "settled events changed")
@@ -260,6 +261,76 @@ def test_readout_segments_and_cli(source, tmp_path, capsys):
         manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
     assert manifest["runs"] == 2 and manifest["lookback_days"] == 2
     assert manifest["settled_until"] == "2026-10-16T00:00:00"
+
+
+def test_pending_days_reused_until_their_events_or_exposures_change(source, metrics_file,
+                                                                     tmp_path):
+    """The days after the settled region are kept per day (table ``pending``): a run with no
+    new rows re-reads no event; assignments that arrive late for units exposed during those
+    days re-aggregate those days only (no rebuild: the settled days do not depend on them);
+    every run equals a full recompute."""
+    work, state = tmp_path / "work.duckdb", tmp_path / "state.duckdb"
+    arrival = Arrival(source, work)
+    held = f"user_id % 13 = 4 AND assigned_at >= '{START + dt.timedelta(days=3)}'"
+    arrival.day(START + dt.timedelta(days=5), held_users=held)
+    end = START + dt.timedelta(days=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inc, full, first = _both(work, metrics_file, state)
+        _assert_equal(full, inc)
+        assert first.rebuilt and first.settled_until == START + dt.timedelta(days=2)
+        inc, full, again = _both(work, metrics_file, state)
+        _assert_equal(full, inc)
+        assert not again.rebuilt and again.scanned_from == end  # nothing re-read
+        assert arrival.add("assignments", held) > 0
+        inc, full, late = _both(work, metrics_file, state)
+        _assert_equal(full, inc)
+        assert not late.rebuilt and late.scanned_from == START + dt.timedelta(days=3)
+    with duckdb.connect(str(state), read_only=True) as con:
+        import json
+
+        manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
+        days = [r[0] for r in con.execute("SELECT DISTINCT day FROM pending ORDER BY 1")
+                .fetchall()]
+    want = [START + dt.timedelta(days=d) for d in (2, 3, 4)]
+    assert days == want and sorted(manifest["pending"]) == [d.isoformat() for d in want]
+    assert manifest["runs"] == 3 and manifest["rebuilt_at_run"] == 1
+
+
+def test_a_run_that_fails_half_way_leaves_the_state_as_it_was(source, metrics_file, tmp_path,
+                                                               monkeypatch):
+    """The writes of a run are one transaction: a failure after ``settled`` was updated rolls
+    them back, and the next run equals a full recompute."""
+    work, state = tmp_path / "work.duckdb", tmp_path / "state.duckdb"
+    arrival = Arrival(source, work)
+    arrival.day(START + dt.timedelta(days=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _both(work, metrics_file, state)
+
+        def snapshot():
+            with duckdb.connect(str(state), read_only=True) as con:
+                return (con.execute("SELECT body FROM manifest").fetchone()[0],
+                        con.execute("SELECT * FROM settled ORDER BY user_id").df(),
+                        con.execute("SELECT * FROM pending ORDER BY day, user_id").df())
+
+        before = snapshot()
+        arrival.day(START + dt.timedelta(days=5))
+
+        def boom(self, m):
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(incremental.IncrementalState, "_write_manifest", boom)
+        with pytest.raises(RuntimeError, match="disk full"):
+            _open(work, metrics_file, incremental=state)
+        monkeypatch.undo()
+        after = snapshot()
+        assert after[0] == before[0]
+        pd.testing.assert_frame_equal(after[1], before[1])
+        pd.testing.assert_frame_equal(after[2], before[2])
+        inc, full, update = _both(work, metrics_file, state)
+        _assert_equal(full, inc)
+        assert not update.rebuilt
 
 
 def test_bad_parameters(tmp_path):

@@ -88,3 +88,27 @@ def test_segment_breakdown(result, frames):
         plot_segments(pd.DataFrame(columns=["metric", "variant", "effect", "ci_lower",
                                             "ci_upper", "dimension", "segment"]))
     plt.close("all")
+
+
+def test_phases_plot_draws_each_phase_and_the_truth():
+    """A hand-made phases table: one error bar per row at the table's effect and interval
+    ends, top to bottom, and the truth as a vertical line."""
+    from workbench.plots import plot_phases
+
+    frame = pd.DataFrame({
+        "metric": ["m"] * 4, "variant": ["b"] * 4,
+        "phase": ["p1", "p2", "(stratified)", "(pooled)"],
+        "effect": [0.02, 0.06, 0.04, 0.11], "ci_lower": [-0.03, 0.01, 0.01, 0.08],
+        "ci_upper": [0.07, 0.11, 0.07, 0.14]})
+    ax = plot_phases(frame, truth=0.05)
+    (bars,) = ax.containers
+    x, y = bars.lines[0].get_data()
+    np.testing.assert_allclose(x, frame["effect"])
+    assert list(y) == [3, 2, 1, 0]  # first row on top
+    ends = np.sort(np.concatenate([s.get_segments() for s in bars.lines[2]])[:, :, 0], axis=1)
+    np.testing.assert_allclose(ends, frame[["ci_lower", "ci_upper"]].to_numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == frame["phase"].tolist()
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_label() == "truth"] == [0.05]
+    plt.close("all")
+    with pytest.raises(ValueError, match="no phases"):
+        plot_phases(frame.iloc[:0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,32 +16,16 @@ from workbench.data.sample import RAMP_EXPERIMENT, RAMP_METRICS, RAMP_WEIGHTS, g
 from workbench.errors import ParameterError, SRMWarning
 from workbench.readout.phases import POOLED, STRATIFIED, Phase
 
-HAND = """
-with u as (select user_id, min(variant) as variant, min(assigned_at) as t0 from assignments
-           where experiment_id = 'ramp_rollout' group by 1),
-p as (select *, case when t0 < timestamp '2026-03-09' then 'phase_1'
-                     when t0 < timestamp '2026-03-16' then 'phase_2' else 'phase_3' end as phase
-      from u),
-o as (select distinct e.user_id from events e join u on e.user_id = u.user_id
-      where e.event_type = 'order' and e.event_time >= u.t0
-        and e.event_time < timestamp '2026-03-23')
-select phase, variant, count(*) as n, sum(case when o.user_id is null then 0 else 1 end) as conv
-from p left join o on p.user_id = o.user_id group by all order by phase, variant
-"""
-
 
 @pytest.fixture(scope="module")
-def ramp(tmp_path_factory):
+def ramp(tmp_path_factory, ramp_by_hand):
     path = tmp_path_factory.mktemp("ramp") / "ramp.duckdb"
     truth = generate_ramp(path, seed=0, n_per_phase=30_000)
     exp = wb.Experiment.from_source(path, RAMP_EXPERIMENT, RAMP_METRICS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = exp.analyze(timeseries=False)
-    con = duckdb.connect(str(path), read_only=True)
-    hand = con.execute(HAND).df()
-    con.close()
-    return path, truth, exp, result, hand
+    return path, truth, exp, result, ramp_by_hand.counts(path)
 
 
 def _row(result, metric, phase):
@@ -82,18 +65,10 @@ def test_phase_statistics_match_hand_query(ramp):
     np.testing.assert_allclose(conv.loc[h.index, "sum"].to_numpy(), h["conv"].to_numpy())
 
 
-def test_headline_is_the_hand_stratified_lift(ramp):
+def test_headline_is_the_hand_stratified_lift(ramp, ramp_by_hand):
     _, _, _, result, hand = ramp
     h = hand.assign(p=hand["conv"] / hand["n"])
-    nk = h.groupby("phase")["n"].sum()
-    w = nk / nk.sum()
-    pc = h[h.variant == "control"].set_index("phase")
-    pt = h[h.variant == "treatment"].set_index("phase")
-    C, T = (w * pc["p"]).sum(), (w * pt["p"]).sum()
-    var_c = (w**2 * pc["p"] * (1 - pc["p"]) / pc["n"]).sum()
-    var_t = (w**2 * pt["p"] * (1 - pt["p"]) / pt["n"]).sum()
-    lift = T / C - 1
-    se = np.sqrt(var_t / C**2 + T**2 * var_c / C**4)
+    lift, se, _ = ramp_by_hand.stratified_conversion(hand)
     head = result.results.set_index("metric").loc["conversion"]
     assert head["effect"] == pytest.approx(lift, rel=1e-9)
     assert head["se"] == pytest.approx(se, rel=1e-9)
@@ -105,6 +80,45 @@ def test_headline_is_the_hand_stratified_lift(ramp):
               / (h[h.variant == "control"]["conv"].sum() / h[h.variant == "control"]["n"].sum())
               - 1)
     assert _row(result, "conversion", POOLED)["effect"] == pytest.approx(pooled, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["sequential", "bayesian"])
+def test_sequential_and_bayesian_headlines_are_stratified(ramp, ramp_by_hand, method):
+    """The headline of a sequential / Bayesian readout of the ramp: the hand stratified lift,
+    through the mixture-SPRT boundary written out here, or the conjugate normal update with
+    the readout's N(0, 0.3^2) prior (scipy), not the pooled estimate."""
+    path, _, _, _, hand = ramp
+    lift, se, n = ramp_by_hand.stratified_conversion(hand)
+    exp = wb.Experiment.from_source(path, RAMP_EXPERIMENT, RAMP_METRICS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = exp.analyze(method, timeseries=False)
+    head = result.results.set_index("metric").loc["conversion"]
+    strat = _row(result, "conversion", STRATIFIED)
+    assert head["test"] == "stratified"
+    assert messages.PHASES_HEADLINE.format(n=3) + messages.PHASES_METHOD[method] in result.notes
+    if method == "sequential":
+        la = -2 * np.log(0.05)
+        rho2 = (la + np.log(la + 1)) / 5000  # the readout's default tuning
+        half = se * np.sqrt(2 * (n * rho2 + 1) / (n * rho2) * np.log(np.sqrt(n * rho2 + 1) / 0.05))
+        p = min(1.0, np.sqrt(n * rho2 + 1) * np.exp(-n * rho2 * lift**2
+                                                     / (2 * se**2 * (n * rho2 + 1))))
+        assert head["effect"] == pytest.approx(lift, rel=1e-9)
+        assert head["ci_lower"] == pytest.approx(lift - half, rel=1e-9)
+        assert head["ci_upper"] == pytest.approx(lift + half, rel=1e-9)
+        assert head["p_value"] == pytest.approx(p, rel=1e-9)
+        assert half > stats.norm.ppf(0.975) * se  # always valid: wider than the z interval
+    else:
+        prec = 1 / se**2 + 1 / 0.3**2
+        mu, sd = lift / se**2 / prec, np.sqrt(1 / prec)
+        assert head["effect"] == pytest.approx(mu, rel=1e-9)
+        assert head["ci_lower"] == pytest.approx(mu - stats.norm.ppf(0.975) * sd, rel=1e-9)
+        assert head["chance_to_win"] == pytest.approx(stats.norm.cdf(mu / sd), rel=1e-9)
+        assert head["chance_to_be_best"] == head["chance_to_win"]  # one treatment
+        assert strat["risk_control"] == pytest.approx(
+            sd * stats.norm.pdf(mu / sd) + mu * stats.norm.cdf(mu / sd), rel=1e-9)
+    pooled = _row(result, "conversion", POOLED)
+    assert not np.isclose(head["effect"], pooled["effect"])
 
 
 def test_naive_pooling_is_biased_and_stratification_recovers_the_truth(ramp):
@@ -200,26 +214,6 @@ def test_bad_phases_raise():
                                  phases=[ok | {"weights": {"arm_z": 1}}])
     with pytest.raises(ParameterError, match="date="):
         wb.Experiment.from_units(df, "variant", {"y": wb.mean("y")}, phases=[ok])
-
-
-@pytest.mark.spark
-def test_spark_phase_statistics_equal_duckdb(ramp, spark, tmp_path_factory):
-    path, _, exp, _, _ = ramp
-    d = tmp_path_factory.mktemp("ramp_spark")
-    src = duckdb.connect(str(path), read_only=True)
-    for t in ("assignments", "events", "experiments"):
-        src.execute(f"COPY {t} TO '{d / t}.parquet' (FORMAT parquet)")
-        spark.read.parquet(str(d / f"{t}.parquet")).createOrReplaceTempView(f"ramp_{t}")
-    src.close()
-    on_spark = wb.Experiment.from_source(spark, RAMP_EXPERIMENT, RAMP_METRICS,
-                                         assignments="ramp_assignments", events="ramp_events",
-                                         experiments="ramp_experiments")
-    assert on_spark.phases == exp.phases
-    a, b = on_spark.phase_stats(), exp.phase_stats()
-    keys = ["metric", "variant", "phase"]
-    pd.testing.assert_frame_equal(a[keys], b[keys])
-    num = [c for c in b.columns if c not in keys and c != "kind"]
-    np.testing.assert_allclose(a[num].to_numpy(float), b[num].to_numpy(float), rtol=1e-9)
 
 
 @pytest.mark.slow

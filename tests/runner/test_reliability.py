@@ -94,6 +94,7 @@ def test_interrupted_run_is_recorded_failed_in_one_line(env, tmp_path):
     proc = subprocess.Popen(
         [*_CLI, "run", str(path), "--no-progress"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
         env={**os.environ, "WORKBENCH_REPORTS_DIR": str(reports),
              "MLFLOW_TRACKING_URI": env["uri"]})
     deadline = time.monotonic() + 180

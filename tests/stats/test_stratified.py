@@ -107,3 +107,50 @@ def test_zero_weight_stratum_is_ignored_and_bad_weights_raise():
         combine([1.0, 2.0], [1.0], [0.1], [0.1], [1.0])
     zero = combine([0.0], [0.1], [0.01], [0.0], [1.0], difference="relative")
     assert np.isnan(zero.effect) and np.isnan(zero.se)
+
+
+def _hand_msprt(effect, se, n, alpha=0.05, tuning=5000):
+    """Howard et al. (2021) normal-mixture boundary and the mixture-SPRT p-value, by hand."""
+    la = -2 * np.log(alpha)
+    rho2 = (la + np.log(la + 1)) / tuning
+    s2 = n * se**2
+    half = np.sqrt(s2 * 2 * (n * rho2 + 1) / (n**2 * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
+    p = min(1.0, np.sqrt(n * rho2 + 1) * np.exp(-n**2 * rho2 * effect**2
+                                                 / (2 * s2 * (n * rho2 + 1))))
+    return effect - half, effect + half, p
+
+
+def test_restate_sequential_and_bayesian_by_hand():
+    from scipy import stats as st
+
+    from workbench.stats.stratified import restate
+
+    est = combine([0.08, 0.09, 0.10], [0.085, 0.095, 0.104], [4e-5, 3e-5, 2e-5],
+                  [1e-5, 1e-5, 1e-5], [1, 1, 1], difference="absolute")
+    freq = restate(est, "frequentist", 9000)
+    assert (freq["effect"], freq["ci_lower"], freq["p_value"]) == (est.effect, est.ci_lower,
+                                                                  est.p_value)
+    assert np.isnan(freq["chance_to_win"])
+    lo, hi, p = _hand_msprt(est.effect, est.se, 9000)
+    seq = restate(est, "sequential", 9000)
+    assert (seq["ci_lower"], seq["ci_upper"], seq["p_value"]) == pytest.approx((lo, hi, p),
+                                                                               rel=1e-12)
+    assert seq["effect"] == est.effect and seq["ci_lower"] < est.ci_lower  # always-valid: wider
+    # flat prior: chance to win Phi(D / se), interval D +- z se, expected losses of N(D, se^2)
+    flat = restate(est, "bayesian", 9000, prior_sd=None)
+    d, s = est.effect, est.se
+    assert flat["chance_to_win"] == pytest.approx(st.norm.cdf(d / s), rel=1e-12)
+    assert flat["ci_lower"] == pytest.approx(d - st.norm.ppf(0.975) * s, rel=1e-12)
+    draws = st.norm(d, s)
+    risk = draws.expect(lambda x: max(x, 0.0), lb=-1, ub=1)
+    assert flat["risk_control"] == pytest.approx(risk, rel=1e-6)
+    assert np.isnan(flat["p_value"])
+    # proper prior N(0, (0.3 |C|)^2) on an absolute difference: the conjugate normal update
+    tau = 0.3 * est.control_mean
+    post_var = 1 / (1 / s**2 + 1 / tau**2)
+    proper = restate(est, "bayesian", 9000, prior_sd=0.3, scale=est.control_mean)
+    assert proper["effect"] == pytest.approx(post_var * d / s**2, rel=1e-12)
+    assert proper["chance_to_win"] == pytest.approx(
+        st.norm.cdf(post_var * d / s**2 / np.sqrt(post_var)), rel=1e-12)
+    with pytest.raises(StatsInputError, match="method"):
+        restate(est, "bootstrap", 9000)

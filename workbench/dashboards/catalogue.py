@@ -69,17 +69,37 @@ class RunRecord:
                    or self.template)
 
     @property
+    def kind(self) -> str:
+        """``"plan"`` for a run that logged an experiment plan (the ``plan`` template: its
+        summary's ``kind``), else the template."""
+        return str(self.summary.get("kind") or self.template)
+
+    @property
+    def planned_days(self) -> float | None:
+        """A plan run's planned duration of its primary metric (as the plan logged it in its
+        summary: ``primary_metric``, ``planned_days``); None for other runs."""
+        value = self.summary.get("planned_days") if self.kind == "plan" else None
+        return None if value is None else float(value)
+
+    @property
     def label(self) -> str:
-        """A short human label for dropdowns."""
+        """A short human label for dropdowns (a plan run says so, with its planned days)."""
+        from workbench import format as fmt
+
         when = self.started_at.replace("T", " ")[:16] if self.started_at else "?"
         flag = "" if self.published else " (unpublished)"
-        return f"{when} · {self.name} · {self.status} · {self.run_id[:8]}{flag}"
+        plan = (f" · plan: {fmt.days(self.planned_days)} planned" if self.kind == "plan"
+                else "")
+        return f"{when} · {self.name}{plan} · {self.status} · {self.run_id[:8]}{flag}"
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "template": self.template, "name": self.name,
                 "experiment": self.experiment, "status": self.status,
                 "started_at": self.started_at, "ended_at": self.ended_at,
-                "published": self.published, "path": str(self.path)}
+                "published": self.published, "path": str(self.path), "kind": self.kind,
+                "planned_days": self.planned_days,
+                "primary_metric": self.summary.get("primary_metric") if self.kind == "plan"
+                else None}
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,17 @@ DASHBOARDS = {"experiment": "experiment.ipynb", "model": "model.ipynb"}
 FILE_ALLOWLIST = r".*\.(png|jpg|gif|svg)"
 FILE_DENYLIST = r".*\.(ipynb|py)"
 # Kernel bounds, measured (tests/dashboards/test_load.py, README): ~250 MB per kernel, so the
-# default cap holds the dashboards' kernels under ~2 GB; a closed page frees its slot in ~1 min.
-MAX_KERNELS = 8  # running at once, the preheated ones (one per dashboard) included
-CULL_IDLE_TIMEOUT = 60  # seconds a kernel without a connected page may stay idle
-CULL_INTERVAL = 15
+# default cap holds the dashboards' kernels under ~3 GB; a closed page frees its slot in 30-40 s.
+MAX_KERNELS = 12  # running at once, the preheated ones (one per dashboard) included
+CULL_IDLE_TIMEOUT = 30  # seconds a kernel without a connected page may stay idle
+CULL_INTERVAL = 10
 KERNEL_MANAGER = "workbench.dashboards.kernels.CappedKernelManager"
 # Preheated kernels (measured in benchmarks/bench_dashboards.py, README "Dashboards in about a
 # second"): the experiment dashboard keeps POOL_SIZE kernels waiting with their imports done and
 # the newest run loaded, so views in a row never wait for a kernel to start; other dashboards
 # keep one. A kernel handed to a viewer is replaced FILL_DELAY seconds later, once the viewer's
 # page has rendered: a refill starting at once competes for the CPU with that page.
-POOL_SIZE = 2
+POOL_SIZE = 4
 POOLED_DASHBOARD = "experiment.ipynb"
 FILL_DELAY = 2.0
 STOP_TIMEOUT = 15  # seconds Voilà gets to shut its kernels down after SIGINT/SIGTERM

@@ -58,6 +58,17 @@ NOTHING_COMPUTED = ("No comparison could be computed ({n} tried), so this readou
                     "about the effect: it is not a null result.")
 SOME_NOT_COMPUTED = "{k} of the {n} comparisons could not be computed (each says why below)."
 NOT_TRUSTWORTHY = "This readout is marked not trustworthy: do not act on it until this is fixed."
+PLAN_TITLE = "Plan"
+PLAN_HEADLINE = ("Plan for {experiment}: {metric} needs {units} units ({days}) to detect a "
+                 "{mde} effect (fixed horizon, as planned).")
+PLAN_LINKED = ("Planned in run {label} (pick it in the run list for the plan); the planned units "
+               "and days of each metric are the power table's planned columns.")
+PLAN_NOT_FOUND = "This readout links to plan run {run_id}, which is not among the logged runs."
+PLAN_TABLE_TITLE = "Units and days to reach the planned power"
+PLAN_NO_TABLE = "This plan run logged no plan table."
+PLAN_FIGURE_TITLE = "Power by duration (solid: without CUPED; dashed: with CUPED)"
+PLAN_HEAD = ["metric", "CUPED", "baseline", "rho", "MDE", "units (fixed)", "days (fixed)",
+             "units (sequential)", "days (sequential)"]
 
 
 # ------------------------------------------------------------------------------- numbers
@@ -285,3 +296,39 @@ def drift_status(table, summary: Mapping[str, Any] | None = None) -> tuple[str, 
     if skipped:
         lines.append(f"{skipped} column(s) could not be compared.")
     return kind, lines
+
+
+# ------------------------------------------------------------------------------- plans
+def plan_relative(plan: Any) -> bool:
+    """Whether a plan run's MDEs are relative lifts (its ``relative`` parameter)."""
+    return (getattr(plan, "parameters", None) or {}).get("relative", True) is not False
+
+
+def plan_sentence(plan: Any, linked: bool = False) -> str:
+    """A plan run (a :class:`~workbench.dashboards.catalogue.RunRecord` of kind ``plan``) in
+    one sentence, from the summary it logged (``Plan.headline()``); ``linked``: as the plan a
+    readout links to."""
+    if linked:  # the numbers are the power table's (one place), not repeated here
+        return PLAN_LINKED.format(label=plan.label)
+    summary = plan.summary or {}
+    values = dict(metric=summary.get("primary_metric") or "?",
+                  units=fmt.count(summary.get("planned_n")),
+                  days=fmt.days(summary.get("planned_days")),
+                  mde=(fmt.percent(abs(summary["mde"])) if plan_relative(plan)
+                       else fmt.number(abs(summary["mde"])))
+                  if finite(summary.get("mde")) else fmt.MISSING)
+    return PLAN_HEADLINE.format(experiment=summary.get("experiment_id") or plan.experiment,
+                                **values)
+
+
+def plan_cells(frame: Any, relative: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of a logged ``plan`` table (one row per metric x CUPED)."""
+    rows = []
+    for r in frame.to_dict("records"):
+        mde = r.get("mde")
+        rows.append([str(r.get("metric")), fmt.yes_no(r.get("cuped")),
+                     fmt.number(r.get("baseline")), fmt.number(r.get("rho")),
+                     fmt.percent(abs(mde)) if relative and finite(mde) else fmt.number(mde),
+                     fmt.count(r.get("n_fixed")), fmt.days(r.get("days_fixed")),
+                     fmt.count(r.get("n_sequential")), fmt.days(r.get("days_sequential"))])
+    return list(PLAN_HEAD), rows

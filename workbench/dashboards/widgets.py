@@ -27,6 +27,7 @@ from workbench.dashboards.catalogue import (
 )
 from workbench.errors import DataError
 from workbench.readout.record import RESULTS, ROBUSTNESS, SEGMENTS, TIMESERIES, ReadoutRecord
+from workbench.tracking.plans import TABLE as PLAN_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +350,11 @@ class _Dashboard:
         self.run_select = widgets.Dropdown(description="Run", layout=widgets.Layout(width="520px"))
         self.body = widgets.VBox()
         self.run: LoadedRun | None = None
+        self.listed: list[RunRecord] = []  # every run (a readout's linked plan is looked up here)
         try:
-            self.runs = [r for r in list_runs(published_only=self.published_only)
-                         if self.accepts(r)]
+            self.listed = list_runs()  # the published filter is applied here, on the same list
+            self.runs = [r for r in self.listed if (r.published or not self.published_only)
+                         and self.accepts(r)]
         except Exception as exc:  # noqa: BLE001 - a viewer never sees a traceback
             log.debug("listing runs failed", exc_info=True)
             self.runs = []
@@ -359,6 +362,10 @@ class _Dashboard:
 
     def accepts(self, record: RunRecord) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def default(self, runs: list[RunRecord]) -> RunRecord:
+        """The run shown first among ``runs`` (newest first): the newest."""
+        return runs[0]
 
     @classmethod
     def prepare(cls, published_only: bool) -> None:
@@ -378,7 +385,7 @@ class _Dashboard:
                 self.notice.value = box(esc(text.RUN_NOT_FOUND.format(
                     run_id=self.requested, scope=self._scope())), "warning") + self.notice.value
             return
-        chosen = self.runs[0]
+        chosen = self.default(self.runs)
         if self.requested:
             found = find_run(self.requested, self.runs)
             if found is None:
@@ -389,7 +396,7 @@ class _Dashboard:
                 chosen = found
         elif self.query.get("experiment"):
             same = [r for r in self.runs if r.experiment == self.query["experiment"]]
-            chosen = same[0] if same else chosen
+            chosen = self.default(same) if same else chosen
         experiments = list(dict.fromkeys(r.experiment for r in self.runs))
         self.experiment_select.options = experiments
         self.experiment_select.value = chosen.experiment
@@ -403,7 +410,7 @@ class _Dashboard:
         self._filling = True  # setting options fires value changes: render once, after
         try:
             self.run_select.options = [(r.label, r.run_id) for r in runs]
-            self.run_select.value = run_id or (runs[0].run_id if runs else None)
+            self.run_select.value = run_id or (self.default(runs).run_id if runs else None)
         finally:
             self._filling = False
 
@@ -470,7 +477,9 @@ class _Dashboard:
 class ExperimentDashboard(_Dashboard):
     """The experiment dashboard: decision, lift, chance to win, cumulative lift, segments, SRM.
 
-    It renders the run's :class:`~workbench.readout.record.ReadoutRecord` and nothing else.
+    It renders the run's :class:`~workbench.readout.record.ReadoutRecord` and nothing else; a
+    plan run of the experiment (offered in the run list with its planned days) shows the plan
+    it logged (headline, plan table, power curve).
     Build with :func:`experiment_dashboard`; ``widget`` is what the notebook displays.
     """
 
@@ -494,7 +503,13 @@ class ExperimentDashboard(_Dashboard):
         self.start()
 
     def accepts(self, record: RunRecord) -> bool:
-        return RESULTS in record.tables
+        """Readouts, and the plan runs of experiments (listed with their planned days)."""
+        return RESULTS in record.tables or (record.kind == "plan"
+                                            and PLAN_TABLE in record.tables)
+
+    def default(self, runs: list[RunRecord]) -> RunRecord:
+        """The newest readout among ``runs`` (the newest plan when there is none)."""
+        return next((r for r in runs if RESULTS in r.tables), runs[0])
 
     @classmethod
     def prepare(cls, published_only: bool) -> None:
@@ -526,6 +541,10 @@ class ExperimentDashboard(_Dashboard):
 
     def render(self, run: LoadedRun) -> list:
         w = self.widgets
+        if RESULTS not in run.tables and run.record.kind == "plan":
+            self.record = None
+            self.metric_area.children = []
+            return self._plan_view(run)
         try:
             record = ReadoutRecord.from_logged(run.summary, run.tables)
         except DataError:  # an older run: say so, in one sentence
@@ -562,9 +581,39 @@ class ExperimentDashboard(_Dashboard):
         finally:
             self._updating = False
         self._render_metric()
-        return [decision, status, table, lift, *extra,
+        return [decision, status, *self._plan_link(record), table, lift, *extra,
                 w.HTML("<h3 style='margin:14px 0 4px'>One metric over time and by segment</h3>"),
                 w.HBox([self.metric_select, self.dimension_select]), self.metric_area]
+
+    def _plan_link(self, record: ReadoutRecord) -> list:
+        """The plan the readout links to (its ``plan_run``), in a sentence; none without."""
+        if not record.plan_run:
+            return []
+        found = find_run(str(record.plan_run), self.listed)
+        sentence = (text.plan_sentence(found, linked=True) if found is not None
+                    else text.PLAN_NOT_FOUND.format(run_id=record.plan_run))
+        return [self.widgets.HTML(box(f"<b>{esc(text.PLAN_TITLE)}.</b> {esc(sentence)}",
+                                      "info"))]
+
+    def _plan_view(self, run: LoadedRun) -> list:
+        """A plan run: its headline, its plan table and its power curve."""
+        w = self.widgets
+        head = w.HTML(box(f"<div style='font-size:13px;color:#555'>{esc(text.PLAN_TITLE)}</div>"
+                          "<div style='font-size:18px;font-weight:600;line-height:1.3'>"
+                          f"{esc(text.plan_sentence(run.record))}</div>", "info"))
+        children = [head, self._wide(text.PLAN_TABLE_TITLE, lambda: [
+            self._full_width(self._plan_html(run))])]
+        if "power_curve" in run.figures:
+            children.append(self._safe(text.PLAN_FIGURE_TITLE, lambda: [
+                self._image(run.figures["power_curve"], "720px")]))
+        return children
+
+    @staticmethod
+    def _plan_html(run: LoadedRun) -> str:
+        frame = run.table(PLAN_TABLE)
+        if frame is None or frame.empty:
+            return box(esc(text.PLAN_NO_TABLE), "warning")
+        return table_html(*text.plan_cells(frame, text.plan_relative(run.record)))
 
     def _wide(self, title: str, build) -> Any:
         """A full-width section (a table): no right margin of its own."""

@@ -742,7 +742,8 @@ def _ramp_truth(n, weights, baseline, value, lift) -> pd.DataFrame:
         c = float(share @ base)
         t = c * (1 + lift)
         nt, nc = n * w, n * (1 - w)
-        naive = float((nt @ (base * (1 + lift))) / nt.sum() / ((nc @ base) / nc.sum()) - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an arm never drawn: NaN
+            naive = float((nt @ (base * (1 + lift))) / nt.sum() / ((nc @ base) / nc.sum()) - 1)
         rows.append({"experiment_id": RAMP_EXPERIMENT, "metric": metric, "variant": "treatment",
                      "dimension": "(all)", "segment": "(all)", "control_value": c,
                      "variant_value": t, "absolute_effect": t - c, "relative_lift": lift,
@@ -752,10 +753,10 @@ def _ramp_truth(n, weights, baseline, value, lift) -> pd.DataFrame:
 
 def generate_ramp(path, *, seed: int = 0, n_per_phase: int = 30_000,
                   weights=RAMP_WEIGHTS, baseline=RAMP_BASELINE, order_value=RAMP_ORDER_VALUE,
-                  lift: float = 0.05) -> pd.DataFrame:
+                  lift: float = 0.05, start: dt.date = RAMP_START) -> pd.DataFrame:
     """A staged rollout: the treatment's weight ramps over phases while the baseline trends.
 
-    Phase ``k`` (``RAMP_PHASE_DAYS`` days each, from ``RAMP_START``) exposes ``n_per_phase`` new
+    Phase ``k`` (``RAMP_PHASE_DAYS`` days each, from ``start``) exposes ``n_per_phase`` new
     users at uniform times, each in ``treatment`` with probability ``weights[k]`` (drawn
     directly). A user converts (one ``order`` within 2 days of exposure, before the end) with
     probability ``baseline[k]``, times ``1 + lift`` in treatment; order values are log-normal
@@ -763,7 +764,8 @@ def generate_ramp(path, *, seed: int = 0, n_per_phase: int = 30_000,
     true relative lift ``lift`` in every phase and overall. Every user also has 1 + Poisson(1.5)
     ``session`` events. Because treatment units are concentrated in the later phases, where
     the baseline is higher, pooling the arms over phases overstates the lift (the truth's
-    ``naive_relative_lift``); the phase-stratified estimate does not.
+    ``naive_relative_lift``); the phase-stratified estimate does not. ``weights=(0, 0, 0)`` and
+    an earlier ``start`` give history without a treatment (to plan on, :func:`workbench.plan`).
 
     Writes ``assignments``, ``events``, ``experiments`` (one row per variant x phase, with
     ``phase`` and ``traffic``) and ``truth`` to the DuckDB file ``path``.
@@ -784,7 +786,8 @@ def generate_ramp(path, *, seed: int = 0, n_per_phase: int = 30_000,
         raise ValueError("weights, baseline and order_value need one entry per phase")
     n = k * n_per_phase
     phase = np.repeat(np.arange(k), n_per_phase)
-    t0 = pd.Timestamp(RAMP_START)
+    start = pd.Timestamp(start).date()
+    t0 = pd.Timestamp(start)
     end = t0 + pd.Timedelta(days=k * RAMP_PHASE_DAYS)
     offset_s = (phase + rng.random(n)) * RAMP_PHASE_DAYS * 86400.0
     assigned = t0 + pd.to_timedelta(np.round(offset_s), unit="s")
@@ -819,7 +822,7 @@ def generate_ramp(path, *, seed: int = 0, n_per_phase: int = 30_000,
                                 "assigned_at": assigned})
     rows = []
     for j in range(k):
-        lo = RAMP_START + dt.timedelta(days=j * RAMP_PHASE_DAYS)
+        lo = start + dt.timedelta(days=j * RAMP_PHASE_DAYS)
         for variant, wt, ctrl in (("control", 1 - weights[j], 1), ("treatment", weights[j], 0)):
             rows.append({"experiment_id": RAMP_EXPERIMENT, "variant": variant,
                          "planned_weight": float(wt), "is_control": ctrl, "start_date": lo,

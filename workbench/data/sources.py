@@ -63,7 +63,7 @@ def connect(source: Any = None, *, read_only: bool = True):
     if isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
         text = str(source)
         if text == ":memory:":
-            return ibis.duckdb.connect()
+            return ibis.duckdb.connect(**duckdb_config())
         path = Path(text).expanduser()
         if not path.exists():
             raise SourceError(f"source {text!r} does not exist")
@@ -72,7 +72,7 @@ def connect(source: Any = None, *, read_only: bool = True):
                 f"source {text!r} is a data file or folder; use "
                 "register_files(connect(':memory:'), {'events': path, ...})")
         try:
-            return ibis.duckdb.connect(str(path), read_only=read_only)
+            return ibis.duckdb.connect(str(path), read_only=read_only, **duckdb_config())
         except Exception as exc:
             raise SourceError(f"cannot open DuckDB file {text!r}: {exc}") from exc
     if isinstance(source, str) and source.lower().startswith("sc://"):
@@ -87,6 +87,19 @@ def connect(source: Any = None, *, read_only: bool = True):
             f"unsupported source: a {_frame_kind(source)} is a per-unit table; use "
             "wb.Experiment.from_units(df, variant=..., metrics=...)")
     raise SourceError(f"unsupported source {source!r}: give a path, an Ibis URL or a backend")
+
+
+def duckdb_config() -> dict:
+    """DuckDB settings of the connections opened here: the memory limit of the settings
+    (``WORKBENCH_DUCKDB_MEMORY_LIMIT``) and, with it, a spill folder under the cache."""
+    from workbench.config import get_settings
+
+    s = get_settings()
+    if not s.duckdb_memory_limit:
+        return {}
+    spill = Path(s.cache_dir or Path.cwd() / ".cache") / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    return {"memory_limit": s.duckdb_memory_limit, "temp_directory": str(spill)}
 
 
 def _spark_connect(url: str):

@@ -68,6 +68,19 @@ def _column(metric: str, tag: str) -> str:
     return f"{metric}__{tag}"
 
 
+def _temporary(expr, name: str):
+    """``expr`` computed once into a temporary table of its engine (dropped with the
+    connection), or ``expr`` itself on an engine that cannot create one. Not
+    ``Table.cache()``: its finalizer's DROP fails noisily on DuckDB (ibis 12)."""
+    import uuid
+
+    try:
+        return expr._find_backend().create_table(f"_wb_{name}_{uuid.uuid4().hex[:12]}", expr,
+                                                 temp=True)
+    except Exception:  # noqa: BLE001 (an engine without temporary tables)
+        return expr
+
+
 class StatisticsCompiler:
     """What every compiler shares: statistics generated from the stats schema over a unit table
     (``<metric>__<tag>`` columns), caps, and the wide -> long reshaping into the stats engine's
@@ -279,7 +292,10 @@ class MetricCompiler(StatisticsCompiler):
     def units(self):
         """One row per unit: ``user_id, variant, assigned_at`` (crossovers handled)."""
         if self._units is None:
-            self._units = self.window.units(self.assignments, self.exclude_crossovers)
+            units = self.window.units(self.assignments, self.exclude_crossovers)
+            # computed once: the unit table, the per-day series and the segments' top values
+            # read it (incremental state keeps its own units table)
+            self._units = units if self.per_unit is not None else _temporary(units, "a")
         return self._units
 
     # -- events --------------------------------------------------------------------------
@@ -408,18 +424,10 @@ class MetricCompiler(StatisticsCompiler):
         """The unit table computed once in the engine (a temporary table, dropped with the
         connection) and reused by the caps, the overall and the segment statistics, so the
         events are scanned once for them (the per-day series scans them again, by day).
-        Engines that cannot create one (and incremental state, ``per_unit``) keep the
-        expression."""
-        if self.per_unit is not None:
-            return out
+        Engines that cannot create one keep the expression. With incremental state
+        (``per_unit``) it is made from the state's per-unit aggregates, once per run."""
         if self._values is None:
-            import uuid
-
-            try:  # not Table.cache(): its finalizer's DROP fails noisily on DuckDB (ibis 12)
-                self._values = out._find_backend().create_table(
-                    f"_wb_units_{uuid.uuid4().hex[:12]}", out, temp=True)
-            except Exception:  # noqa: BLE001 (an engine without temporary tables)
-                self._values = out
+            self._values = _temporary(out, "units")
         return self._values
 
     def _check_dimension(self, dimension: str) -> None:

@@ -6,28 +6,44 @@ read-only and untouched (a team's warehouse often is), nothing is copied out of 
 per-unit table, about one row per user, is written by the same DuckDB that reads the events), and
 the file is small (1M users: ~100 MB). Tables of the state:
 
-- ``settled``: one row per user with events in the settled region ``[pre_start, settled_until)``
-  (or a unit of the experiment): ``user_id, assigned_at`` (the exposure the aggregates were taken
-  with) and one column per additive aggregate of the metrics (``count``, ``any``, ``sum``).
-- ``current``: this run's per-user aggregates, ``settled`` plus the tail.
-- ``units``: this run's units of the experiment (computed once, read by every query).
+- ``settled``: one row per user with events in the settled region ``[pre_start, settled_until)``:
+  ``user_id`` and one column per additive aggregate of the metrics (``count``, ``any``, ``sum``),
+  taken with the user's exposure at the time the day was settled (a user who was no unit then
+  has no 'during' events there).
+- ``pending``: the days after the settled region (the lookback days and the newest day), one
+  row per day x user with the same columns, each day kept with the fingerprints of its events
+  and of the units exposed before its end (in the manifest).
 - ``manifest``: one JSON row (:class:`Manifest`): definitions hash (the aggregates held),
-  experiment and window, lookback, ``settled_until``, watermark and the fingerprint of the
-  settled events.
+  experiment and window, lookback, ``settled_until``, watermark, the fingerprint of the settled
+  events, that of the units exposed before ``settled_until`` and those of the pending days.
 
-Each run re-aggregates the tail ``[settled_until, end)`` from the events (the newest day plus the
-``lookback_days`` before it, so an event arriving up to ``lookback_days`` late is counted), moves
-the days that leave the lookback into ``settled`` (a sum per user), and the compiler reads the
-per-unit aggregates as ``settled + tail`` (:attr:`MetricCompiler.per_unit`). Caps, CUPED,
-covariates, quantiles and segments are then computed from the per-unit values as in a full
-recompute, so the statistics are the same (to float rounding).
+This run's units are a temporary table of the session (computed once, read by every query).
+
+Each run checks the fingerprint of each day from ``settled_until`` on (one scan of those days'
+two columns) and re-aggregates from the events only the days whose events or exposures changed
+(the newest day, a day that received late events; an event arriving up to ``lookback_days``
+after its day is counted); the other pending days' rows are reused. The days that leave the
+lookback move from ``pending`` to ``settled`` in place (a sum per user of their pending rows, an
+UPDATE of the users already settled and an INSERT of the others: no event is read again and the
+table is never rewritten); a run's writes are one transaction of the state file (one commit; a
+run that fails half-way leaves the state as it was). The compiler reads the per-unit aggregates
+as ``settled + pending`` (:attr:`MetricCompiler.per_unit`; its unit table made from them once
+per run). Caps, CUPED, covariates, quantiles and segments are then computed from the per-unit
+values as in a full recompute, so the statistics are the same (to float rounding).
 
 Rebuild rule: the state is rebuilt from all events when there is no state, or the aggregates of
 the metrics (definitions hash), the experiment, its dates, ``exclude_crossovers`` or the lookback
 differ from the manifest, or the fingerprint of the settled events differs (an event that arrived
-later than the lookback, or was changed or deleted), or a unit's exposure time differs from the
-one its settled aggregates were taken with (a late or changed assignment). With ``verify="none"``
-the fingerprint is not checked and events later than the lookback are missed.
+later than the lookback, or was changed or deleted), or the fingerprint of the units exposed
+before ``settled_until`` differs (a late or changed assignment, a unit that left the experiment).
+With ``verify="none"`` the events' fingerprint is not checked and events later than the
+lookback are missed.
+
+Fingerprints, without a join: events ``[pre_start, settled_until)``: row count, ``sum(user_id)``
+and ``sum(epoch_us(event_time))`` (exact, in DuckDB's 128-bit integers; ``hash(user_id)`` mod
+``2^31 - 1`` for a non-integer ``user_id``), one scan of two columns, and the same per pending
+day; units exposed before a time: count and the sum of ``hash(user_id, assigned_at)`` mod
+``2^31 - 1`` (a day's aggregates depend only on the exposures before its end).
 
 ``distinct`` aggregations do not add over days: they are recomputed from all events each run.
 """
@@ -43,10 +59,10 @@ from typing import Any
 
 from workbench.errors import ParameterError, SourceError
 
-VERSION = 1
+VERSION = 2  # 2: pending days, settled updated in place (no assigned_at), units fingerprints
 ALIAS = "wb_incremental"
 VERIFY = ("rows", "none")
-_PRIME = 2147483647  # hashes are summed modulo-reduced, so the sums stay exact in int64
+_PRIME = 2147483647  # hashes are summed modulo-reduced
 
 
 @dataclass
@@ -65,6 +81,8 @@ class Manifest:
     settled_until: str  # upper end (exclusive) of the settled region
     watermark: str  # newest event_time seen
     fingerprint: dict[str, int] = field(default_factory=dict)  # of the settled events
+    units_fingerprint: dict[str, int] = field(default_factory=dict)  # units before settled_until
+    pending: dict[str, dict] = field(default_factory=dict)  # day -> fingerprints of its rows
     runs: int = 0
     rebuilt_at_run: int = 0
     reason: str = ""
@@ -78,7 +96,7 @@ class Update:
     rebuilt: bool
     reason: str
     settled_until: dt.datetime
-    scanned_from: dt.datetime  # events at or after this time were aggregated by this run
+    scanned_from: dt.datetime  # the earliest day this run aggregated from the events
     watermark: dt.datetime
 
     def note(self) -> str:
@@ -122,9 +140,9 @@ class IncrementalState:
     lookback_days : int
         Days before the newest event's day that are re-aggregated from the events each run.
     verify : {'rows', 'none'}
-        Check the fingerprint of the settled events each run (row count and sums of row hashes
-        of ``user_id`` and ``event_time``: a late, deleted or moved event is detected; a scan
-        of those two columns of the settled events, no join), or not.
+        Check the fingerprint of the settled events each run (row count and sums of
+        ``user_id`` and ``event_time``: a late, deleted or moved event is detected; a scan of
+        those two columns of the settled events, no join), or not.
     """
 
     def __init__(self, path: str | os.PathLike, lookback_days: int = 2, verify: str = "rows"):
@@ -164,7 +182,7 @@ class IncrementalState:
             f"'{ALIAS}'").fetchall()]
 
     def _read_manifest(self) -> Manifest | None:
-        if "manifest" not in self._tables() or "settled" not in self._tables():
+        if not {"manifest", "settled", "pending"} <= set(self._tables()):
             return None
         row = self.con.raw_sql(f"SELECT body FROM {ALIAS}.manifest").fetchone()
         if row is None:
@@ -179,12 +197,42 @@ class IncrementalState:
         self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.manifest AS SELECT '{body}' AS body")
 
     # -- pieces ----------------------------------------------------------------------------
-    def _fingerprint(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict[str, int]:
+    def _fingerprint_sql(self, compiler, lo: dt.datetime, hi: dt.datetime, by: str = "") -> str:
+        """The query of the fingerprint of the events of ``[lo, hi)``: row count and exact
+        sums (DuckDB's HUGEINT) of ``user_id`` and ``event_time`` in microseconds, a scan of
+        those two columns; ``by``: an expression to group by."""
         e = compiler.events
-        f = e.filter((e.event_time >= lo) & (e.event_time < hi))
-        got = f.aggregate(n=f.count(), u=(f.user_id.hash() % _PRIME).sum(),
-                          t=(f.event_time.hash() % _PRIME).sum()).execute().iloc[0]
-        return {k: int(0 if v != v or v is None else v) for k, v in got.items()}
+        f = self._sql(e.filter((e.event_time >= lo) & (e.event_time < hi))
+                      .select("user_id", "event_time"))
+        uid = "user_id" if e.user_id.type().is_integer() else f"hash(user_id) % {_PRIME}"
+        group = f" GROUP BY {by}" if by else ""
+        return (f"SELECT {by + ', ' if by else ''}count(*), sum({uid}), "
+                f"sum(epoch_us(event_time)) FROM ({f}){group}")
+
+    def _fingerprint(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict[str, int]:
+        """Fingerprint ``{n, u, t}`` of the events of ``[lo, hi)``."""
+        got = self.con.raw_sql(self._fingerprint_sql(compiler, lo, hi)).fetchone()
+        return {k: int(v or 0) for k, v in zip("nut", got)}
+
+    def _day_fingerprints(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict:
+        """The fingerprint of each day of ``[lo, hi)`` that has events, in one scan."""
+        rows = self.con.raw_sql(self._fingerprint_sql(
+            compiler, lo, hi, by="date_trunc('day', event_time)")).fetchall()
+        return {_midnight(r[0]).isoformat(): dict(zip("nut", map(int, r[1:]))) for r in rows}
+
+    def _units_fingerprints(self, units: str):
+        """A function ``before -> {n, h}``: count and sum of ``hash(user_id, assigned_at)``
+        mod ``2^31 - 1`` of the units exposed before midnight ``before`` (the aggregates of a
+        day, settled or pending, depend on the exposures before its end only). One query."""
+        rows = self.con.raw_sql(
+            f"SELECT date_trunc('day', assigned_at), count(*), "
+            f"sum(hash(user_id, assigned_at) % {_PRIME}) FROM {units} GROUP BY 1").fetchall()
+        rows = [(_midnight(r[0]), int(r[1]), int(r[2])) for r in rows if r[0] is not None]
+
+        def before(t: dt.datetime) -> dict[str, int]:
+            return {"n": sum(r[1] for r in rows if r[0] < t),
+                    "h": sum(r[2] for r in rows if r[0] < t)}
+        return before
 
     def _watermark(self, compiler, lo: dt.datetime) -> dt.datetime | None:
         e = compiler.events
@@ -193,18 +241,6 @@ class IncrementalState:
         import pandas as pd
 
         return None if pd.isna(v) else pd.Timestamp(v).to_pydatetime()
-
-    def _stale_units(self, compiler, settled_until: dt.datetime) -> int:
-        """Units whose exposure differs from the one their settled aggregates were taken with,
-        where that matters (exposed before ``settled_until``, or aggregated with another)."""
-        u = compiler.units()
-        s = self.con.table("settled", database=ALIAS)
-        s = s.select(s_uid=s.user_id, s_old=s.assigned_at)
-        j = u.left_join(s, u.user_id == s.s_uid)
-        old, new = j.s_old, j.assigned_at
-        bad = (((new < settled_until) & (old.isnull() | (old != new)))
-               | (old.notnull() & (old != new)))
-        return int(j.filter(bad).count().execute())
 
     def _events_in(self, compiler, lo: dt.datetime, hi: dt.datetime):
         """Events of ``[lo, hi)`` with the exposure of their user when it is a unit, else the
@@ -224,30 +260,47 @@ class IncrementalState:
                  for k in source if len(k) == 3 and _additive(k)}
         return e.group_by("user_id").aggregate(**named)
 
-    def _settle(self, compiler, lo, hi, columns: dict[str, str], fresh: bool) -> None:
+    def _settle(self, compiler, lo, hi, columns: dict[str, str]) -> None:
+        """A new ``settled`` table: the per-user aggregates of the events of ``[lo, hi)``."""
         cols = list(columns.values())
         inc = self._sql(self._aggregates(compiler, self._events_in(compiler, lo, hi), columns))
-        units = self._sql(compiler.units().select("user_id", "assigned_at"))
-        old = ("" if fresh else
-               f"SELECT user_id, {', '.join(cols)} FROM {ALIAS}.settled UNION ALL ")
+        self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.settled AS "
+                         f"SELECT user_id, {', '.join(cols)} FROM ({inc})")
+        self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.pending AS SELECT "
+                         f"CAST(NULL AS TIMESTAMP) AS day, * FROM {ALIAS}.settled LIMIT 0")
+
+    def _aggregate_days(self, compiler, days: list[dt.datetime], columns: dict[str, str]):
+        """Replace the ``pending`` rows of ``days`` with their per-user aggregates from the
+        events (one query over the days' events)."""
+        cols = list(columns.values())
+        day_list = ", ".join(f"TIMESTAMP '{d.isoformat(sep=' ')}'" for d in days)
+        self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day IN ({day_list})")
+        e = self._events_in(compiler, min(days), max(days) + dt.timedelta(days=1))
+        e = e.mutate(_wb_day=e.event_time.truncate("D").cast("timestamp"))
+        e = e.filter(e._wb_day.isin(days))
+        aggs, source = compiler.unit_aggregates(e)
+        named = {columns[repr(k)]: aggs[source[k]].cast("float64")
+                 for k in source if len(k) == 3 and _additive(k)}
+        inc = self._sql(e.group_by("_wb_day", "user_id").aggregate(**named))
+        self.con.raw_sql(f"INSERT INTO {ALIAS}.pending (day, user_id, {', '.join(cols)}) "
+                         f"SELECT _wb_day, user_id, {', '.join(cols)} FROM ({inc})")
+
+    def _move_to_settled(self, until: dt.datetime, columns: dict[str, str]) -> None:
+        """Add the ``pending`` days before ``until`` to ``settled`` in place (UPDATE of the
+        users already there, INSERT of the others) and drop them from ``pending``: no event
+        is read again."""
+        cols = list(columns.values())
+        at = f"TIMESTAMP '{until.isoformat(sep=' ')}'"
         sums = ", ".join(f"sum({c}) AS {c}" for c in cols)
-        pick = ", ".join(f"a.{c}" for c in cols)
-        # the exposure the aggregates were taken with: the unit's now, else the one before
-        at, join = "u.assigned_at", ""
-        if not fresh:
-            at = "coalesce(u.assigned_at, o.assigned_at)"
-            join = (f"LEFT JOIN {ALIAS}.settled o "
-                    "ON o.user_id = coalesce(a.user_id, u.user_id)")
-        self.con.raw_sql(f"""
-            CREATE OR REPLACE TABLE {ALIAS}.settled_new AS
-            WITH a AS (SELECT user_id, {sums} FROM ({old} SELECT user_id, {', '.join(cols)}
-                       FROM ({inc})) GROUP BY user_id),
-                 u AS ({units})
-            SELECT coalesce(a.user_id, u.user_id) AS user_id, {at} AS assigned_at, {pick}
-            FROM a FULL OUTER JOIN u ON a.user_id = u.user_id {join}
-        """)
-        self.con.raw_sql(f"DROP TABLE IF EXISTS {ALIAS}.settled")
-        self.con.raw_sql(f"ALTER TABLE {ALIAS}.settled_new RENAME TO settled")
+        delta = (f"(SELECT user_id, {sums} FROM {ALIAS}.pending WHERE day < {at} "
+                 "GROUP BY user_id)")
+        add = ", ".join(f"{c} = coalesce(s.{c} + d.{c}, s.{c}, d.{c})" for c in cols)
+        self.con.raw_sql(f"UPDATE {ALIAS}.settled AS s SET {add} FROM {delta} AS d "
+                         "WHERE s.user_id = d.user_id")
+        self.con.raw_sql(f"INSERT INTO {ALIAS}.settled (user_id, {', '.join(cols)}) "
+                         f"SELECT user_id, {', '.join(cols)} FROM {delta} AS d WHERE NOT EXISTS "
+                         f"(SELECT 1 FROM {ALIAS}.settled s WHERE s.user_id = d.user_id)")
+        self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day < {at}")
 
     # -- the run ---------------------------------------------------------------------------
     def update(self, compiler, as_of: dt.datetime | None = None) -> Update:
@@ -256,11 +309,15 @@ class IncrementalState:
 
         ``as_of``: the newest event time to settle against (default: the newest event).
         """
+        import uuid
+
         self._attach(compiler)
-        # The units, computed once per run (every query below and the statistics read them).
-        self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.units AS "
-                         f"{self._sql(compiler.units())}")
-        compiler._units = self.con.table("units", database=ALIAS)
+        # The units, computed once per run into a temporary table (every query below and the
+        # statistics read it).
+        name = f"_wb_inc_units_{uuid.uuid4().hex[:12]}"
+        units = compiler.window.units(compiler.assignments, compiler.exclude_crossovers)
+        self.con.raw_sql(f"CREATE TEMP TABLE {name} AS {self._sql(units)}")
+        compiler._units = self.con.table(name, database=("temp", "main"))
         w = compiler.window
         keys = aggregate_keys(compiler)
         max_pre = max([m.pre_period_days for m in compiler.metrics
@@ -284,55 +341,95 @@ class IncrementalState:
             if got != m.fingerprint:
                 reason = ("the settled events changed (an event later than the lookback, or "
                           "a changed or deleted one)")
+        ufp = self._units_fingerprints(name)
         if not reason:
-            stale = self._stale_units(compiler, _ts(m.settled_until))
-            if stale:
-                reason = f"{stale} units' exposure changed or arrived late"
+            got = ufp(_ts(m.settled_until))
+            if got != m.units_fingerprint:
+                reason = (f"the units exposed before {m.settled_until} changed ({got['n']} now, "
+                          f"{m.units_fingerprint.get('n', 0)} then): an exposure changed or "
+                          "arrived late, or a unit left the experiment")
         rebuild = bool(reason)
+        zero = {"n": 0, "u": 0, "t": 0}
         if rebuild:
             columns = {repr(k): f"s{i}" for i, k in enumerate(k for k in keys if _additive(k))}
-            old_until = pre_start
             runs = 0 if m is None else m.runs
             m = Manifest(**want, columns=columns, settled_until=pre_start.isoformat(),
-                         watermark=pre_start.isoformat(), fingerprint={"n": 0, "u": 0, "t": 0},
-                         runs=runs)
+                         watermark=pre_start.isoformat(), fingerprint=dict(zero), runs=runs)
         old_until = _ts(m.settled_until)
         newest = as_of if as_of is not None else self._watermark(compiler, old_until)
         watermark = max(_ts(m.watermark), newest) if newest is not None else _ts(m.watermark)
         until = min(max(old_until, _midnight(watermark) - dt.timedelta(days=self.lookback_days)),
                     w.end_ts)
-        if rebuild or until > old_until:
-            self._settle(compiler, old_until, until, m.columns, fresh=rebuild)
-            inc = (self._fingerprint(compiler, old_until, until) if self.verify == "rows"
-                   else {"n": 0, "u": 0, "t": 0})
-            m.fingerprint = {k: m.fingerprint.get(k, 0) + inc[k] for k in inc}
+        # Every write of this run in one transaction of the state file: one commit, and a run
+        # that fails half-way leaves the state as it was.
+        self.con.raw_sql("BEGIN TRANSACTION")
+        try:
+            stale, end = self._write(compiler, m, ufp, rebuild, reason, old_until, until,
+                                     watermark)
+        except BaseException:
+            self.con.raw_sql("ROLLBACK")
+            raise
+        self.con.raw_sql("COMMIT")
+        self.manifest = m
+        compiler.per_unit = self.per_unit
+        scanned = old_until if rebuild else (min(stale) if stale else end)
+        return Update(str(self.path), rebuild, reason, until, scanned, watermark)
+
+    def _write(self, compiler, m: Manifest, ufp, rebuild: bool, reason: str,
+               old_until: dt.datetime, until: dt.datetime, watermark: dt.datetime):
+        """The state's writes of one run (see :meth:`update`); returns the days aggregated
+        from the events and the end of the pending days."""
+        w = compiler.window
+        zero = {"n": 0, "u": 0, "t": 0}
+        if rebuild:
+            self._settle(compiler, old_until, until, m.columns)
+            m.fingerprint = (self._fingerprint(compiler, old_until, until)
+                             if self.verify == "rows" else dict(zero))
+        # The days after the settled region: per-user aggregates kept in `pending`, one set
+        # per day with the fingerprints of its events and of the units exposed before its
+        # end; a day is re-aggregated from the events only when either changed (new or late
+        # events, a changed exposure), else its stored rows are reused.
+        first = until if rebuild else old_until
+        last = self._watermark(compiler, until)
+        end = until if last is None else _midnight(last) + dt.timedelta(days=1)
+        end = min(max(end, until), w.end_ts)
+        days = {first + dt.timedelta(days=i) for i in range((end - first).days)}
+        days |= {_ts(d) for d in m.pending if first <= _ts(d) < w.end_ts}
+        days = sorted(days)
+        day_fp = (self._day_fingerprints(compiler, days[0], days[-1] + dt.timedelta(days=1))
+                  if days else {})
+        now = {d.isoformat(): {**day_fp.get(d.isoformat(), zero),
+                               **{f"units_{k}": v for k, v in ufp(d + dt.timedelta(days=1))
+                                  .items()}} for d in days}
+        stale = [d for d in days if m.pending.get(d.isoformat()) != now[d.isoformat()]]
+        if stale:
+            self._aggregate_days(compiler, stale, m.columns)
+        m.pending = now
+        if not rebuild and until > old_until:
+            self._move_to_settled(until, m.columns)
+            if self.verify == "rows":
+                for d in days:
+                    if d < until:
+                        m.fingerprint = {k: m.fingerprint.get(k, 0) + now[d.isoformat()][k]
+                                         for k in zero}
+        m.pending = {d: v for d, v in m.pending.items() if _ts(d) >= until}
+        m.units_fingerprint = ufp(until)
         m.settled_until = until.isoformat()
         m.watermark = watermark.isoformat()
         m.runs += 1
         if rebuild:
             m.rebuilt_at_run, m.reason = m.runs, reason
         self._write_manifest(m)
-        self.manifest = m
-        self._current(compiler, until, m.columns)
-        compiler.per_unit = self.per_unit
-        return Update(str(self.path), rebuild, reason, until, old_until, watermark)
-
-    def _current(self, compiler, until: dt.datetime, columns: dict[str, str]) -> None:
-        """Table ``current``: the settled sums plus the tail ``[until, end)`` re-aggregated
-        from the events, per user, made once per run (caps and statistics both read it)."""
-        e = compiler._joined_events()
-        tail = self._sql(self._aggregates(compiler, e.filter(e.event_time >= until), columns))
-        cols = list(columns.values())
-        sums = ", ".join(f"sum({c}) AS {c}" for c in cols)
-        self.con.raw_sql(f"""
-            CREATE OR REPLACE TABLE {ALIAS}.current AS
-            SELECT user_id, {sums} FROM (
-                SELECT user_id, {', '.join(cols)} FROM {ALIAS}.settled UNION ALL
-                SELECT user_id, {', '.join(cols)} FROM ({tail})) GROUP BY user_id""")
+        for t in ("current", "units"):  # tables of version 1, now temporary or not kept
+            self.con.raw_sql(f"DROP TABLE IF EXISTS {ALIAS}.{t}")
+        return stale, end
 
     def per_unit(self, compiler, e):
-        """The per-unit aggregates of ``compiler`` (any subset of the state's metrics) over its
-        joined events ``e``: table ``current`` (settled sums plus this run's tail)."""
+        """The per-unit aggregates of ``compiler`` (any subset of the state's metrics):
+        ``settled`` plus the ``pending`` days (an expression over the state: the compiler makes
+        its unit table from it once); distinct counts from its joined events ``e``."""
+        import ibis
+
         m = self.manifest
         aggs, source = compiler.unit_aggregates(e)
         keys = {source[k]: k for k in source if len(k) == 3}
@@ -341,13 +438,21 @@ class IncrementalState:
             raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
                               "update it with these metrics first")
         add = [n for n, k in keys.items() if _additive(k)]
-        s = self.con.table("current", database=ALIAS)
-        out = s.select("user_id", **{n: s[m.columns[repr(keys[n])]] for n in add})
+        s = self.con.table("settled", database=ALIAS)
+        s = s.select(s_uid=s.user_id, **{f"s_{n}": s[m.columns[repr(keys[n])]] for n in add})
+        p = self.con.table("pending", database=ALIAS)
+        p = p.group_by("user_id").aggregate(
+            **{f"t_{n}": p[m.columns[repr(keys[n])]].sum() for n in add})
+        j = s.outer_join(p, s.s_uid == p.user_id)
+        out = j.select(user_id=ibis.coalesce(j.s_uid, j.user_id),
+                       **{n: ibis.coalesce(j[f"s_{n}"] + j[f"t_{n}"], j[f"s_{n}"], j[f"t_{n}"])
+                          for n in add})
         rest = [n for n in keys if n not in add]
         if rest:  # distinct counts: from all events
-            full = e.group_by("user_id").aggregate(**{n: aggs[n] for n in rest})
-            out = out.outer_join(full, out.user_id == full.user_id).select(
-                user_id=out.user_id.fill_null(full.user_id), **{n: out[n] for n in add},
+            full = e.group_by(f_uid=e.user_id).aggregate(**{n: aggs[n] for n in rest})
+            out = out.view()
+            out = out.outer_join(full, out.user_id == full.f_uid).select(
+                user_id=out.user_id.fill_null(full.f_uid), **{n: out[n] for n in add},
                 **{n: full[n] for n in rest})
         return out
 

@@ -55,13 +55,15 @@ class ExperimentWindow:
 
         a = assignments.filter(assignments.experiment_id == self.experiment_id)
         # min != max instead of a distinct count: same answer, far cheaper on Spark
+        first = {} if exclude_crossovers else {"variant": a.variant.argmin(a.assigned_at)}
         per = a.group_by("user_id").aggregate(
-            variant=a.variant.argmin(a.assigned_at),
+            **first,  # an ordered aggregate: only needed when crossovers are kept
             v_min=a.variant.min(),
             v_max=a.variant.max(),
             assigned_at=a.assigned_at.min(),
         )
-        if exclude_crossovers:
+        if exclude_crossovers:  # one variant per unit left: its variant is v_min
             per = per.filter(per.v_min == per.v_max)
+            per = per.mutate(variant=per.v_min)
         return per.select("user_id", "variant",
                           assigned_at=per.assigned_at.cast(ibis.dtype("timestamp")))

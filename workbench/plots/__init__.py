@@ -9,8 +9,10 @@ from __future__ import annotations
 from workbench.plots.experiment import (
     plot_cumulative_lift,
     plot_forest,
+    plot_phases,
     plot_posteriors,
     plot_segments,
 )
 
-__all__ = ["plot_forest", "plot_cumulative_lift", "plot_posteriors", "plot_segments"]
+__all__ = ["plot_forest", "plot_cumulative_lift", "plot_posteriors", "plot_segments",
+           "plot_phases"]

@@ -184,3 +184,29 @@ def plot_segments(result, metric: str | None = None, dimension: str | None = Non
     ax.set_title(f"{metric} by {dimension}")
     ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def plot_phases(result, metric: str | None = None, truth: float | None = None, ax=None,
+                percent: bool | None = None):
+    """Effect of each phase of a staged rollout, then the ``(stratified)`` combination and the
+    naive ``(pooled)`` estimate, with their intervals (one colour per variant); ``truth``, when
+    known (generated data), is drawn as a vertical line.
+
+    ``result``: an AnalysisResult or its ``phases`` table (``phase`` column).
+    """
+    frame = _frame(result, "phases", (*_NEEDED, "phase"))
+    if frame.empty:
+        raise ValueError("no phases to plot: the experiment has no phases")
+    metric = metric or frame["metric"].iloc[0]
+    frame = frame[frame["metric"] == metric]
+    percent = _percent(result, percent)
+    labels = list(dict.fromkeys(frame["phase"]))
+    variants = list(dict.fromkeys(frame["variant"]))
+    colours = _colour(variants)
+    ax = _axes(ax, (7, 0.45 * len(labels) * max(len(variants), 1) + 1.5))
+    _interval_rows(ax, frame, "phase", labels, variants, colours, "o", percent)
+    if truth is not None and np.isfinite(truth):
+        ax.axvline(truth, color="#2E8B57", lw=1.5, label="truth")
+    ax.set_title(f"{metric}: per phase, stratified and naive pooled")
+    ax.legend(loc="best", fontsize="small")
+    return ax

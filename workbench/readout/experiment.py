@@ -609,8 +609,12 @@ class Experiment:
             to reach ``target_power`` at the traffic so far.
         target_power : float
         plan : Plan, DataFrame or str, optional
-            A :func:`workbench.plan` result, its table, or the run id / folder of a ``plan``
-            run: its MDEs are the ``planned_mde`` (when that is not given).
+            A :func:`workbench.plan` result, its table, the run id / folder of a ``plan``
+            run, the planned experiment's id, or ``"auto"`` (the newest finished plan run
+            tagged with this experiment's id; none found: no power table, no error)
+            (:func:`workbench.tracking.plans.resolve`): its MDEs are the ``planned_mde`` (when
+            that is not given), its sizes the power table's ``planned_n`` / ``planned_days``
+            and ``result.plan_run`` its run id. An explicit id that finds nothing raises.
         **stats_options
             Passed to :func:`workbench.stats.analyze` (e.g. ``tuning`` or prior options).
         """
@@ -685,19 +689,29 @@ class Experiment:
             segment_stats=seg_stats, decisions=decisions, decision=line,
             segment_correction=segment_correction, correction=correction, notes=notes,
             reasons=why.reasons, arms=versus, rule=rule, phases=phase_table)
-        if plan is not None and planned_mde is None:
-            from workbench.plan import plan_mde
+        from workbench.tracking import plans
 
-            planned_mde = plan_mde(plan, [m.name for m in self.metrics]) or None
+        plan_table, plan_run = plans.resolve(plan, self.experiment_id)
+        if plan_table is not None and planned_mde is None:
+            planned_mde = plans.planned_mde(plan_table, [m.name for m in self.metrics]) or None
         if planned_mde is not None:
             from dataclasses import replace
 
+            from workbench.readout import progress
+
             se_frame = res if method != "bayesian" else stats_analyze(
                 stats, correction=None, warn=False, **(kw | {"method": "frequentist"})).to_frame()
-            result = replace(result, power=self.power(
+            power = self.power(
                 planned_mde, se_frame, target_power=target_power, alpha=alpha, method=method,
                 tuning=stats_options.get("sequential_tuning"),
-                alternative=stats_options.get("alternative", "two-sided")))
+                alternative=stats_options.get("alternative", "two-sided"), plan=plan_table)
+            said = progress.sentences(power, rule.roles(results)[0], difference == "relative")
+            result = replace(result, power=power, plan_run=plan_run,
+                             notes=tuple(result.notes) + tuple(said))
+        elif plan_run is not None:
+            from dataclasses import replace
+
+            result = replace(result, plan_run=plan_run)
         if robustness:
             from dataclasses import replace
 
@@ -713,8 +727,8 @@ class Experiment:
 
     def _phases(self, res: pd.DataFrame, stats: pd.DataFrame, kw: dict, correction,
                 srm_threshold: float):
-        """The phases table; with two or more phases (frequentist) the overall rows take the
-        stratified estimates. Returns ``res, table, any phase SRM, notes``."""
+        """The phases table; with two or more phases the overall rows take the stratified
+        estimates (in the method's terms). Returns ``res, table, any phase SRM, notes``."""
         if not self.phases:
             return res, pd.DataFrame(), False, []
         from workbench.readout import phases as _phases
@@ -737,16 +751,13 @@ class Experiment:
                 notes.append(messages.PHASE_SRM.format(phase=name, p=fmt.p_value(s.p_value)))
                 warnings.warn(f"{self.experiment_id}: " + notes[-1], SRMWarning, stacklevel=3)
         if len(self.phases) > 1 and len(table):
-            if method == "frequentist":
-                res = _phases.headline(res, table)
-                if correction is not None:
-                    ok = res["p_value"].notna().to_numpy()
-                    res.loc[ok, "p_value_adjusted"] = adjust(
-                        res.loc[ok, "p_value"].to_numpy(float), method=correction)
-                notes.append(messages.PHASES_HEADLINE.format(n=len(self.phases)))
-            else:
-                notes.append(messages.PHASES_NOT_HEADLINE.format(n=len(self.phases),
-                                                                 method=method))
+            res = _phases.headline(res, table)
+            if correction is not None and method != "bayesian":
+                ok = res["p_value"].notna().to_numpy()
+                res.loc[ok, "p_value_adjusted"] = adjust(
+                    res.loc[ok, "p_value"].to_numpy(float), method=correction)
+            notes.append(messages.PHASES_HEADLINE.format(n=len(self.phases))
+                         + messages.PHASES_METHOD[method])
         return res, table, flagged, notes
 
     def days_elapsed(self) -> float:
@@ -765,16 +776,20 @@ class Experiment:
 
     def power(self, planned_mde: float | Mapping[str, float], results: pd.DataFrame,
               target_power: float = 0.8, alpha: float = 0.05, method: str = "frequentist",
-              tuning: float | None = None, alternative: str = "two-sided") -> pd.DataFrame:
+              tuning: float | None = None, alternative: str = "two-sided",
+              plan: pd.DataFrame | None = None) -> pd.DataFrame:
         """Mid-experiment power per metric x variant (the ``power`` table of a readout).
 
         From each comparison's standard error and units so far (``results``: the stats
         engine's ``se, control_n, variant_n``) and the days of traffic (:meth:`days_elapsed`):
         :func:`workbench.stats.power.reached_power`. Columns ``metric, variant, mde, power,
-        target_power, n_so_far, n_needed, days_elapsed, days_needed, days_left`` and
-        ``error_message``.
+        target_power, n_so_far, n_needed, days_elapsed, days_needed, days_left``, then
+        ``planned_n, planned_days`` (the ``plan`` table's row of the metric, its CUPED row when
+        the comparison used CUPED, sequential sizes for ``method="sequential"``; NaN without a
+        plan, :func:`workbench.tracking.plans.planned`) and ``error_message``.
         """
         from workbench.stats.power import reached_power
+        from workbench.tracking.plans import planned
 
         names = [m.name for m in self.metrics]
         if isinstance(planned_mde, Mapping):
@@ -794,6 +809,9 @@ class Experiment:
             raise ParameterError(f"planned_mde must be finite and not 0, got {planned_mde!r}")
         n_so_far = (keep["control_n"] + keep["variant_n"]).to_numpy(float)
         days = self.days_elapsed()
+        cuped = keep["cuped"].tolist() if "cuped" in keep else [False] * len(keep)
+        planned_n, planned_days = planned(plan, keep["metric"].tolist(), cuped,
+                                          method == "sequential")
         fig = reached_power(keep["se"].to_numpy(float), n_so_far, mdes, alpha=alpha,
                             target_power=target_power, days_elapsed=days,
                             alternative=alternative, method=method, tuning=tuning)
@@ -801,7 +819,8 @@ class Experiment:
                              "power": fig["power"], "target_power": float(target_power),
                              "n_so_far": n_so_far, "n_needed": fig["n_needed"],
                              "days_elapsed": days, "days_needed": fig["days_needed"],
-                             "days_left": fig["days_left"],
+                             "days_left": fig["days_left"], "planned_n": planned_n,
+                             "planned_days": planned_days,
                              "error_message": keep["error_message"].to_numpy()})
 
     def simulate(self, replicates: int = 200, lift: float | Mapping[str, float] = 0.0, *,

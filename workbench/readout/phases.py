@@ -26,14 +26,16 @@ from workbench.data.assignment import parse_weights
 from workbench.errors import ParameterError
 from workbench.stats.moments import basic_moments
 from workbench.stats.srm import SRM_THRESHOLD, srm
-from workbench.stats.stratified import combine
+from workbench.stats.stratified import combine, restate
 
 PHASE = "phase"  # the grouping column (workbench.stats.schema.GROUP_COLUMNS)
 STRATIFIED = "(stratified)"
 POOLED = "(pooled)"
 COLUMNS = ("metric", "variant", "phase", "start_date", "end_date", "weight", "planned_weight",
            "n_control", "n_variant", "control_mean", "variant_mean", "effect", "ci_lower",
-           "ci_upper", "p_value", "se", "srm_p_value", "note", "error_message")
+           "ci_upper", "p_value", "se", "chance_to_win", "risk_control", "risk_variant",
+           "srm_p_value", "note", "error_message")
+_BAYES = ("chance_to_win", "risk_control", "risk_variant")
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,11 @@ def analyze(stats: pd.DataFrame, phases: Sequence[Phase], *, control: str, analy
     analyze_fn : callable
         :func:`workbench.stats.analyze` (passed in: the readout owns the call).
     method, alpha, difference, **kw
-        As the readout; per-phase rows use them, the stratified combination is a normal
-        (z) interval from the per-phase frequentist estimates.
+        As the readout; per-phase rows use them. The stratified combination is of the
+        per-phase frequentist estimates (:func:`~workbench.stats.stratified.combine`), then
+        stated in ``method``'s terms (:func:`~workbench.stats.stratified.restate`): a z
+        interval, the always-valid interval and p-value at the combined units, or the
+        Gaussian posterior (the readout's prior) with chance to win and expected losses.
     pooled : DataFrame, optional
         The readout's pooled (naive) frequentist rows, shown as ``(pooled)`` rows beside the
         stratified ones.
@@ -183,8 +188,9 @@ def analyze(stats: pd.DataFrame, phases: Sequence[Phase], *, control: str, analy
     share = {p.name: float(units.get(p.name, 0.0)) / max(float(units.sum()), 1.0)
              for p in phases}
     base = dict(control=control, alpha=alpha, warn=False, **kw)
-    shown = analyze_fn(stats, correction=None, method=method, difference=difference,
-                       **base).to_frame()
+    shown_res = analyze_fn(stats, correction=None, method=method, difference=difference,
+                           **base)
+    shown, opts = shown_res.to_frame(), shown_res.settings
     freq = analyze_fn(stats, correction=None, method="frequentist", difference="absolute",
                       **base).to_frame()
     mom = basic_moments(stats)
@@ -204,6 +210,7 @@ def analyze(stats: pd.DataFrame, phases: Sequence[Phase], *, control: str, analy
                          "control_mean": r["control_mean"], "variant_mean": r["variant_mean"],
                          "effect": r["effect"], "ci_lower": r["ci_lower"],
                          "ci_upper": r["ci_upper"], "p_value": r["p_value"], "se": r["se"],
+                         **{c: r.get(c, np.nan) for c in _BAYES},
                          "srm_p_value": np.nan if s is None else s.p_value,
                          "note": "" if s is None or not s.flagged else s.message,
                          "error_message": r["error_message"]})
@@ -218,10 +225,14 @@ def analyze(stats: pd.DataFrame, phases: Sequence[Phase], *, control: str, analy
                           f.loc[ok, "se"] ** 2,
                           [ctrl.get((metric, k), np.nan) for k in ok],
                           [share[k] for k in ok], difference=difference, alpha=alpha)
+            said = restate(
+                est, method, float(f.loc[ok, "control_n"].sum() + f.loc[ok, "variant_n"].sum()),
+                alpha=alpha, alternative=shown_res.alternative,
+                tuning=opts["sequential_tuning"], prior_mean=opts["prior_mean"],
+                prior_sd=opts["prior_sd"] if opts["prior"] == "proper" else None,
+                scale=1.0 if difference == "relative" else abs(est.control_mean))
             row |= {"weight": float(sum(share[k] for k in ok)), "control_mean": est.control_mean,
-                    "variant_mean": est.variant_mean, "effect": est.effect,
-                    "ci_lower": est.ci_lower, "ci_upper": est.ci_upper,
-                    "p_value": est.p_value, "se": est.se,
+                    "variant_mean": est.variant_mean, **said,
                     "note": messages.PHASES_WEIGHTS + (
                         " " + messages.PHASES_LEFT_OUT.format(phases=", ".join(left))
                         if left else ""),
@@ -248,11 +259,14 @@ def analyze(stats: pd.DataFrame, phases: Sequence[Phase], *, control: str, analy
 
 
 def headline(results: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The readout's overall rows with effect, interval, p-value, means and standard error
-    replaced by the stratified row of the phases table (where it could be computed)."""
+    """The readout's overall rows with effect, interval, p-value, means, standard error and
+    (Bayesian) chance to win and expected losses replaced by the stratified row of the phases
+    table (where it could be computed); with one treatment its chance to be best is its
+    chance to win."""
     out = results.copy()
     strat = table[(table["phase"] == STRATIFIED) & table["effect"].notna()]
-    cols = ["control_mean", "variant_mean", "effect", "ci_lower", "ci_upper", "p_value", "se"]
+    cols = ["control_mean", "variant_mean", "effect", "ci_lower", "ci_upper", "p_value", "se",
+            *_BAYES]
     key = strat.set_index(["metric", "variant"])[cols]
     idx = pd.MultiIndex.from_frame(out[["metric", "variant"]])
     hit = idx.isin(key.index)
@@ -264,4 +278,6 @@ def headline(results: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         out.loc[hit, "p_value_adjusted"] = out.loc[hit, "p_value"]
         if "test" in out.columns:
             out.loc[hit, "test"] = "stratified"
+        if "chance_to_be_best" in out.columns and out["variant"].nunique() == 1:
+            out.loc[hit, "chance_to_be_best"] = out.loc[hit, "chance_to_win"]
     return out

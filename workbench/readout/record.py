@@ -58,8 +58,9 @@ METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper
                  "margin_chance": "margin_chance", "variance_reduction": "variance_reduction"}
 P_VALUE_TAG = "workbench.p_values"
 ROBUST_TAG = "workbench.robust"
+PLAN_RUN_TAG = "workbench.plan_run"  # = workbench.tracking.plans.LINK_TAG (the linked plan)
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
-            "decision", "srm_p_value", "trustworthy")
+            "decision", "srm_p_value", "trustworthy", "plan_run")
 
 
 def overall_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -110,6 +111,8 @@ class ReadoutRecord:
     tables : dict of str to DataFrame
         Keyed by the names in :data:`TABLES`; absent sections are absent keys.
     schema_version : int
+    plan_run : str or None
+        Run id of the ``plan`` run the readout links to (tag ``workbench.plan_run``).
     """
 
     experiment_id: str
@@ -126,6 +129,7 @@ class ReadoutRecord:
     notes: list = field(default_factory=list)
     tables: dict = field(default_factory=dict, repr=False)
     schema_version: int = SCHEMA_VERSION
+    plan_run: str | None = None
 
     # -- building ----------------------------------------------------------------------
     @classmethod
@@ -170,7 +174,8 @@ class ReadoutRecord:
                    srm_p_value=float(result.srm_p_value),
                    trustworthy=bool(result.trustworthy),
                    notes=[*getattr(result, "notes", ()), *notes],
-                   tables={k: v.reset_index(drop=True) for k, v in tables.items()})
+                   tables={k: v.reset_index(drop=True) for k, v in tables.items()},
+                   plan_run=getattr(result, "plan_run", None))
 
     @classmethod
     def from_logged(cls, summary: Mapping[str, Any],
@@ -203,7 +208,7 @@ class ReadoutRecord:
                    trustworthy=bool(summary.get("trustworthy", False)),
                    notes=list(summary.get("notes") or []),
                    tables={k: v for k, v in tables.items() if k in TABLES},
-                   schema_version=int(version))
+                   schema_version=int(version), plan_run=summary.get("plan_run") or None)
 
     # -- reading -----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame | None:
@@ -273,13 +278,15 @@ class ReadoutRecord:
         (``workbench.computable``: all, some, none), the decision, what the shown p-values
         are (``workbench.p_values``: :attr:`p_value_label`) and, for the PyMC tables
         (``revenue_hurdle``, ``hierarchical``), their MCMC diagnostics (:meth:`mcmc_tags`);
-        ``workbench.robust`` (:attr:`robust`)."""
+        ``workbench.robust`` (:attr:`robust`); ``workbench.plan_run`` (the linked plan's run
+        id) when the readout links to a plan."""
         return {"workbench.readout_schema": str(self.schema_version),
                 "workbench.trustworthy": str(self.trustworthy).lower(),
                 "workbench.computable": self.computable,
                 "workbench.decision": self.decision[:250],
                 **({P_VALUE_TAG: self.p_value_label} if self.p_value_label else {}),
-                ROBUST_TAG: self.robust, **self.mcmc_tags()}
+                ROBUST_TAG: self.robust, **self.mcmc_tags(),
+                **({PLAN_RUN_TAG: str(self.plan_run)} if self.plan_run else {})}
 
     @property
     def robust(self) -> str:

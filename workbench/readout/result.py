@@ -109,6 +109,9 @@ class AnalysisResult:
         combination and the naive ``(pooled)`` estimate; empty without phases.
     rule : DecisionRule or None
         The decision rule applied (:class:`workbench.readout.decision.DecisionRule`).
+    plan_run : str or None
+        Run id of the ``plan`` run the readout links to (its planned sizes are the ``power``
+        table's ``planned_n`` / ``planned_days``); None without one.
     """
 
     experiment_id: str
@@ -134,6 +137,7 @@ class AnalysisResult:
     power: pd.DataFrame = field(default_factory=pd.DataFrame)
     rule: Any = None
     phases: pd.DataFrame = field(default_factory=pd.DataFrame)
+    plan_run: str | None = None
 
     @property
     def srm_p_value(self) -> float:
@@ -256,3 +260,9 @@ class AnalysisResult:
         from workbench.plots.experiment import plot_posteriors
 
         return plot_posteriors(self, metric=metric, ax=ax, **kw)
+
+    def plot_phases(self, metric: str | None = None, truth: float | None = None, ax=None,
+                    **kw):
+        from workbench.plots.experiment import plot_phases
+
+        return plot_phases(self, metric=metric, truth=truth, ax=ax, **kw)

@@ -392,8 +392,8 @@ _P = ("p_value", "margin_p_value", "ks_p_value", "srm_p_value")
 _CHANCES = ("chance_to_be_best", "margin_chance")
 _PERCENT = ("power", "target_power", "false_positive_rate", "weight", "planned_weight")
 _FLAGS = ("significant", "flips", "baseline")
-_COUNTS = ("n_so_far", "n_needed", "replicates", "n_control", "n_variant")
-_DAYS = ("days_elapsed", "days_needed", "days_left")
+_COUNTS = ("n_so_far", "n_needed", "replicates", "n_control", "n_variant", "planned_n")
+_DAYS = ("days_elapsed", "days_needed", "days_left", "planned_days")
 _HIDDEN = ("error_message",)
 _PROSE = ("sentence", "note", "decision", "setting")  # sentences may wrap; numbers never do
 _WRAP = ";white-space:normal;min-width:120px;max-width:360px"
@@ -414,7 +414,7 @@ CONTRACT = {
 
 
 # Columns beyond the contract worth showing (the others are for logging).
-_SHOWN_EXTRA: dict = {}
+_SHOWN_EXTRA: dict = {"power": ("planned_n", "planned_days")}  # the linked plan's sizes
 
 
 def _cell(column: str, value: Any, relative: bool) -> str:

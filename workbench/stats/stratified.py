@@ -20,6 +20,14 @@ near 0. Intervals and p-values are normal (z), two-sided.
 Because each stratum compares arms assigned under the same split at the same time, a split
 that changes between strata (a ramp 10 % -> 25 % -> 50 %) cannot bias ``D`` or ``R`` while the
 baseline drifts, which naive pooling of all units does (Simpson's paradox).
+
+The other methods of the readout take the stratified estimate as they take a pooled one, as an
+asymptotically normal ``(effect, se)`` (:func:`restate`): sequential, the always-valid
+confidence sequence and mixture-SPRT p-value of :func:`workbench.stats.sequential.test` at the
+units of the combined strata; Bayesian, the Gaussian model of
+:mod:`workbench.stats.bayesian` (the readout's prior on the effect, flat with ``prior_sd=None``:
+chance to win ``Phi(D / se)``, interval ``D +- z se``) for every metric kind, proportions
+included (the per-arm Beta posteriors of a pooled readout do not combine in closed form).
 """
 from __future__ import annotations
 
@@ -29,8 +37,10 @@ import numpy as np
 from scipy import stats as _st
 
 from workbench.errors import StatsInputError
+from workbench.stats import bayesian, sequential
 
 DIFFERENCES = ("relative", "absolute")
+METHODS = ("frequentist", "sequential", "bayesian")
 
 
 @dataclass(frozen=True)
@@ -126,3 +136,55 @@ def combine(control_mean, variant_mean, var_difference, var_control, weights, *,
     return StratifiedEstimate(effect=float(effect), se=se, ci_lower=float(effect - z * se),
                               ci_upper=float(effect + z * se), p_value=p,
                               control_mean=cm, variant_mean=tm, weights=w)
+
+
+def restate(est: StratifiedEstimate, method: str, n_total: float, *, alpha: float = 0.05,
+            alternative: str = "two-sided", tuning: float = sequential.DEFAULT_TUNING,
+            prior_mean: float = 0.0, prior_sd: float | None = 0.3,
+            scale: float = 1.0) -> dict:
+    """The stratified estimate under the readout's ``method``: ``effect, se, ci_lower,
+    ci_upper, p_value, chance_to_win, risk_control, risk_variant`` (NaN where the method has
+    none).
+
+    Parameters
+    ----------
+    est : StratifiedEstimate
+        From :func:`combine` (its ``effect`` and ``se`` are what the methods use).
+    method : {'frequentist', 'sequential', 'bayesian'}
+        ``frequentist``: ``est`` as it is (z interval and p-value). ``sequential``:
+        :func:`workbench.stats.sequential.test` of ``(effect, se)`` at ``n_total`` units.
+        ``bayesian``: :func:`workbench.stats.bayesian.gaussian_posterior` (prior
+        ``N(prior_mean, prior_sd^2)`` times ``scale``; ``prior_sd=None``: flat) and
+        :func:`~workbench.stats.bayesian.gaussian_decision`; interval ``mu +- z sd``.
+    n_total : float
+        Units of both arms over the combined strata (sequential only).
+    alpha, alternative, tuning
+        As :func:`workbench.stats.analyze` (``alternative`` is not used by ``bayesian``).
+    prior_mean, prior_sd, scale
+        The Gaussian prior; ``scale``: 1 for a relative lift, ``|control mean|`` for an
+        absolute difference (as the pooled readout scales it).
+    """
+    if method not in METHODS:
+        raise StatsInputError(f"method must be one of {METHODS}, got {method!r}")
+    nan = float("nan")
+    out = {"effect": est.effect, "se": est.se, "ci_lower": est.ci_lower,
+           "ci_upper": est.ci_upper, "p_value": est.p_value, "chance_to_win": nan,
+           "risk_control": nan, "risk_variant": nan}
+    if not (np.isfinite(est.effect) and np.isfinite(est.se) and est.se > 0):
+        return out if method == "frequentist" else {k: nan for k in out} | {
+            "effect": est.effect, "se": est.se}
+    if method == "sequential":
+        _, p, lo, hi = sequential.test(np.array([est.effect]), np.array([est.se]),
+                                       np.array([float(n_total)]), alpha, alternative, tuning,
+                                       nominal_alpha=alpha)
+        out |= {"p_value": float(p[0]), "ci_lower": float(lo[0]), "ci_upper": float(hi[0])}
+    elif method == "bayesian":
+        mu, sd = bayesian.gaussian_posterior(est.effect, est.se, prior_mean, prior_sd, scale)
+        mu, sd = float(mu), float(sd)
+        res = bayesian.gaussian_decision(mu, sd)
+        z = _st.norm.ppf(1 - alpha / 2)
+        out |= {"effect": mu, "se": sd, "ci_lower": mu - z * sd, "ci_upper": mu + z * sd,
+                "p_value": nan, "chance_to_win": float(res["chance_to_win"]),
+                "risk_control": float(res["risk_control"]),
+                "risk_variant": float(res["risk_variant"])}
+    return out

@@ -68,6 +68,9 @@ def test_two_jobs_at_once_share_one_entry(tmp_path):
     assert record["key"]["kind"] == KIND and record["key"]["size"] == SIZE
     assert record["key"]["pymc"] == cache.versions()["pymc"]
     assert (root / "pytensor").is_dir() and any((root / "pytensor").rglob("*"))
+    # one generated callback module for the model, its compiled code in numba's cache
+    assert len(list((root / "native").glob("m*.py"))) == 1, list((root / "native").iterdir())
+    assert any((root / "numba").rglob("*.nbc"))
     assert len(record["fingerprint"]) == 64
 
 

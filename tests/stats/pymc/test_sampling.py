@@ -55,7 +55,10 @@ def test_hierarchical_second_fit_of_same_shape_reuses_compiled_model(monkeypatch
 
     import nutpie
 
+    from workbench.stats.pymc import native
+
     monkeypatch.setattr(nutpie, "compile_pymc_model", refuse)
+    monkeypatch.setattr(native, "compile_model", refuse)
     # Different segment names and much larger effects: new data flows through with_data.
     shifted = frame.copy()
     shifted["segment"] = shifted["segment"].str.replace("c", "region_")
@@ -99,7 +102,10 @@ def test_falls_back_to_pymc_sampler_when_nutpie_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no numba here")
 
+    from workbench.stats.pymc import native
+
     monkeypatch.setattr(nutpie, "compile_pymc_model", broken)
+    monkeypatch.setattr(native, "compile_model", broken)
     pymc.clear_model_cache()
     frame = PROP.iloc[:2]
     with pytest.warns(WorkbenchWarning, match="PyMC's default sampler"):

@@ -9,14 +9,16 @@ an initial-point function closed over a ``threading.Lock`` (nutpie/compile_pymc.
   function PyTensor generates (``<base_compiledir>/numba``, pytensor/link/numba/cache.py) — the
   logp/gradient and expand functions nutpie wraps. It is pointed under the cache folder before
   PyTensor is first imported, unless ``PYTENSOR_FLAGS`` already names a compile dir.
-* numba's own cache (``NUMBA_CACHE_DIR``) for nutpie's wrappers, when numba accepts to cache them.
+* numba's own cache (``NUMBA_CACHE_DIR``) for the C callbacks nutpie calls: nutpie's own cannot be
+  cached (closures numba refuses), so :mod:`.native` generates cacheable ones, one small source
+  file per model graph under ``native/``, and numba keeps their compiled code under ``numba/``.
 
 Each model kind and shape has one entry ``models/<kind>-<size>-<digest>.json``: its key (kind,
 size, backend and the versions of pymc, pytensor, nutpie, numba, numpy and python) and the
 fingerprint of the compiled logp graph. The entry is written atomically (temp file in the same
 folder, then ``os.replace``), so readers never see half a file; a per-key file lock (``flock``)
 serialises compiles, so of two jobs starting at once one compiles and the other loads what it
-left in the compile dirs. An unreadable entry or one whose fingerprint disagrees is discarded and
+left in the compile dirs. An unreadable entry, or one holding another key, is discarded and
 rebuilt with a warning. ``workbench cache clear`` (or :func:`clear`) empties the folder.
 
 The folder is ``WORKBENCH_CACHE`` if set, else the settings' ``cache_dir`` (``<root>/.cache``).

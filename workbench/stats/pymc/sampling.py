@@ -169,7 +169,9 @@ def _compile(entry: _Entry):
     """nutpie's compiled model of ``entry``, under the disk cache's lock for its key.
 
     Holding the per-key lock, a second job waits for the first and then loads the code it left in
-    the compile dirs; the entry records the compiled graph's fingerprint and compile time.
+    the compile dirs; the entry records the compiled graph's fingerprint and compile time. The
+    model is compiled by :func:`.native.compile_model` (nutpie's model with callbacks numba
+    caches under ``<cache>/native``), else by ``nutpie.compile_pymc_model``.
     """
     import nutpie
 
@@ -179,7 +181,12 @@ def _compile(entry: _Entry):
     with cache.locked(key):
         known = cache.read(key)
         start = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(entry.model)
+        try:  # callbacks numba caches on disk (what makes a warm process fast) ...
+            from workbench.stats.pymc import native
+
+            compiled = native.compile_model(entry.model, cache.cache_dir() / "native")
+        except Exception:  # noqa: BLE001 - ... else nutpie's own compile (same model and draws)
+            compiled = nutpie.compile_pymc_model(entry.model)
         seconds = time.perf_counter() - start
         # the fingerprint is a record of what was compiled, not a check: PyTensor's printed
         # graph is not byte-stable across processes (measured), so it cannot invalidate entries
