@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ParameterError
-from workbench.tracking import plans
 from workbench.tracking.plans import TABLE, TAG, load, planned_mde  # noqa: F401 (the API)
 
 PLAN_ID = "__plan__"  # the experiment key of the historical units
@@ -167,13 +166,6 @@ class Plan:
         from workbench.plots.plan import plot_power_curve
 
         return plot_power_curve(self, days=days, method=method, ax=ax).figure
-
-
-def plan_mde(plan: Any, metrics: Sequence[str] | None = None) -> dict[str, float]:
-    """The planned MDEs of a :class:`Plan`, a plan table or a ``plan`` run (id, folder or
-    planned experiment id), restricted to ``metrics`` (the readout's)."""
-    table, _ = plans.resolve(plan)
-    return planned_mde(table, metrics)
 
 
 def _date(value, name):

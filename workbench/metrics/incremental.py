@@ -253,12 +253,13 @@ class IncrementalState:
         return j.select(*[j[c] for c in ev.columns],
                         assigned_at=units.assigned_at.fill_null(compiler.window.end_ts))
 
-    def _aggregates(self, compiler, e, columns: dict[str, str]):
-        """Per-user additive aggregates of events ``e`` under the state's column names."""
+    def _aggregates(self, compiler, e, columns: dict[str, str], by: tuple = ()):
+        """Per-user (and per ``by`` column) additive aggregates of events ``e`` under the
+        state's column names."""
         aggs, source = compiler.unit_aggregates(e)
         named = {columns[repr(k)]: aggs[source[k]].cast("float64")
                  for k in source if len(k) == 3 and _additive(k)}
-        return e.group_by("user_id").aggregate(**named)
+        return e.group_by(*by, "user_id").aggregate(**named)
 
     def _settle(self, compiler, lo, hi, columns: dict[str, str]) -> None:
         """A new ``settled`` table: the per-user aggregates of the events of ``[lo, hi)``."""
@@ -278,10 +279,7 @@ class IncrementalState:
         e = self._events_in(compiler, min(days), max(days) + dt.timedelta(days=1))
         e = e.mutate(_wb_day=e.event_time.truncate("D").cast("timestamp"))
         e = e.filter(e._wb_day.isin(days))
-        aggs, source = compiler.unit_aggregates(e)
-        named = {columns[repr(k)]: aggs[source[k]].cast("float64")
-                 for k in source if len(k) == 3 and _additive(k)}
-        inc = self._sql(e.group_by("_wb_day", "user_id").aggregate(**named))
+        inc = self._sql(self._aggregates(compiler, e, columns, by=("_wb_day",)))
         self.con.raw_sql(f"INSERT INTO {ALIAS}.pending (day, user_id, {', '.join(cols)}) "
                          f"SELECT _wb_day, user_id, {', '.join(cols)} FROM ({inc})")
 

@@ -58,7 +58,7 @@ METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper
                  "margin_chance": "margin_chance", "variance_reduction": "variance_reduction"}
 P_VALUE_TAG = "workbench.p_values"
 ROBUST_TAG = "workbench.robust"
-PLAN_RUN_TAG = "workbench.plan_run"  # = workbench.tracking.plans.LINK_TAG (the linked plan)
+PLAN_RUN_TAG = "workbench.plan_run"  # the run id of the plan the readout links to
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
             "decision", "srm_p_value", "trustworthy", "plan_run")
 

@@ -4,7 +4,7 @@ Below the readout and :mod:`workbench.plan` (both import it; it imports neither)
 links to a plan by the plan run's id or folder, by the planned experiment's id, or ``"auto"``
 (the newest *finished* run in the run store whose tag :data:`TAG` is the readout's experiment
 id; else in MLflow, :func:`find_in_mlflow`). The link is recorded as the readout run's tag
-:data:`LINK_TAG`.
+``workbench.plan_run`` (:data:`workbench.readout.record.PLAN_RUN_TAG`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from workbench.errors import ParameterError
 from workbench.tracking import store
 
 TAG = "workbench.plan"  # on a plan run: the planned experiment's id
-LINK_TAG = "workbench.plan_run"  # on a readout run: the run id of the plan it links to
 TABLE = "plan"  # name of the logged plan table
 AUTO = "auto"
 
