@@ -72,3 +72,16 @@ def test_pandas_is_below_3_because_evidently_07_needs_it():
 @pytest.mark.parametrize("name", ["numpy", "pandas", "pymc", "mlflow", "evidently", "duckdb"])
 def test_installed_versions_match_the_lock(name):
     assert md.version(name) == _lock()[canonicalize_name(name)]
+
+
+@pytest.mark.parametrize("module", ["mlflow", "pymc", "pytensor", "ibis", "papermill", "ipykernel"])
+def test_installed_packages_are_imported_from_bytecode(module):
+    """`make setup` compiles the venv (``uv pip install --compile-bytecode``): without it, a
+    process under PYTHONDONTWRITEBYTECODE (as here) compiles ~2,400 modules on every start
+    (~4 s of the CLI, more in each kernel; benchmarks/README.md "template")."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    cached = Path(importlib.util.cache_from_source(spec.origin))
+    assert cached.exists(), f"{module}: no bytecode at {cached} (run make setup)"
+    assert cached.stat().st_mtime >= Path(spec.origin).stat().st_mtime - 1
