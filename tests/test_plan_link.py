@@ -167,6 +167,7 @@ def test_lookup_falls_back_to_mlflow(tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("plans", artifact_location=str(tmp_path / "artifacts"))
     made = {}
@@ -188,3 +189,7 @@ def test_lookup_falls_back_to_mlflow(tmp_path, monkeypatch):
     table, run_id = plans.resolve(made["old"], EXP, tmp_path / "no_reports")  # by run id
     assert run_id == made["old"] and table["days_fixed"].tolist() == [3.0]
     assert plans.resolve("auto", "unplanned", tmp_path / "no_reports") == (None, None)
+    # downloaded once per run into the cache (no temporary folder left per readout)
+    assert sorted(p.name for p in (tmp_path / "cache" / "plans").iterdir()) \
+        == sorted([made["new"], made["old"]])
+    assert plans.find_in_mlflow(EXP) == tmp_path / "cache" / "plans" / made["new"]

@@ -1,6 +1,8 @@
 """workbench.runner.parameters: the parameters cell, checking values (no kernel)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from workbench import runner
@@ -80,3 +82,18 @@ def test_bad_input_exits_2_before_any_kernel(env, capsys, tmp_path):
     assert "unknown parameter 'zz'" in err and "'n': expected int" in err
     assert "job 0" in err
     assert not list((env["root"] / "reports").glob("*/*/*/run.json"))  # nothing started
+
+
+def test_reading_a_notebook_leaves_rfc3987_syntax_importable_afterwards():
+    """The runner keeps jsonschema from building the IRI grammars while nbformat is imported
+    (a fresh process), and then takes the block away: a later import works as usual."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from workbench.runner.parameters import read_notebook; "
+            "read_notebook('templates/ab_test.ipynb'); "
+            "assert 'rfc3987_syntax' not in sys.modules, sys.modules.get('rfc3987_syntax'); "
+            "import jsonschema._format as f; assert 'iri' not in f.draft7_format_checker.checkers; "
+            "import rfc3987_syntax; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

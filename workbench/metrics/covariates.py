@@ -22,46 +22,15 @@ covariate statistics: their rows are compared unadjusted (or with CUPED when ``c
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-
 import pandas as pd
 
 from workbench.data.sources import execute
 from workbench.errors import SchemaError, SourceError
-from workbench.metrics.definition import EVENTS, UNITS, MetricDefinition, fail
+from workbench.metrics.definition import MetricDefinition
 from workbench.stats.regression import COVARIATES, columns
 
 TOP = 5
 OTHER = "(other)"
-
-
-def resolve(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
-    """Event metrics: the aggregates of the metrics named in ``covariates`` (``covariate_parts``)."""
-    by_name = {m.name: m for m in metrics}
-    out = []
-    for m in metrics:
-        if m.table == UNITS and m.attributes:
-            raise fail(m.name, "attributes", "per-unit metrics name their attribute columns in "
-                       "`covariates` (a text column is one-hot)")
-        if m.table != EVENTS or not m.covariates:
-            out.append(m)
-            continue
-        parts = []
-        for name in m.covariates:
-            c = by_name.get(name)
-            if c is None or c.table != EVENTS or c.level == "event" or c.kind == "quantile":
-                raise fail(m.name, "covariates", f"{name!r} is not a mean, proportion or ratio "
-                           f"metric of this file (metrics: {sorted(by_name)})")
-            num = c.numerator
-            if c.kind == "proportion" and num.aggregation == "count":
-                num = replace(num, aggregation="any")  # a proportion's value is 0/1
-            if c.denominator is None:
-                parts.append((name, num))
-            else:
-                parts += [(f"{name}_numerator", num), (f"{name}_denominator", c.denominator)]
-        out.append(replace(m, covariate_parts=tuple(parts)))
-    return out
 
 
 def _col(metric: str, j: int) -> str:
@@ -207,5 +176,5 @@ def names(compiler, m: MetricDefinition) -> str:
     return ",".join(compiler.__dict__.get("_covariate_names", {}).get(m.name, []))
 
 
-__all__ = ["COVARIATES", "OTHER", "TOP", "add_attributes", "names", "resolve", "stat_columns",
+__all__ = ["COVARIATES", "OTHER", "TOP", "add_attributes", "names", "stat_columns",
            "summands", "unit_columns"]

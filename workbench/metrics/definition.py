@@ -648,9 +648,36 @@ def load_metrics(source: str | Path | Mapping | Iterable | None = None) -> list[
         if m.name in seen:
             raise fail(m.name, "name", "defined twice")
         seen.add(m.name)
-    from workbench.metrics.covariates import resolve  # the event metrics named as covariates
+    return resolve_covariates(out)
 
-    return resolve(out)
+
+def resolve_covariates(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
+    """Event metrics: the aggregates of the metrics named in ``covariates`` (``covariate_parts``,
+    turned into unit columns by :mod:`workbench.metrics.covariates`)."""
+    by_name = {m.name: m for m in metrics}
+    out = []
+    for m in metrics:
+        if m.table == UNITS and m.attributes:
+            raise fail(m.name, "attributes", "per-unit metrics name their attribute columns in "
+                       "`covariates` (a text column is one-hot)")
+        if m.table != EVENTS or not m.covariates:
+            out.append(m)
+            continue
+        parts = []
+        for name in m.covariates:
+            c = by_name.get(name)
+            if c is None or c.table != EVENTS or c.level == "event" or c.kind == "quantile":
+                raise fail(m.name, "covariates", f"{name!r} is not a mean, proportion or ratio "
+                           f"metric of this file (metrics: {sorted(by_name)})")
+            num = c.numerator
+            if c.kind == "proportion" and num.aggregation == "count":
+                num = replace(num, aggregation="any")  # a proportion's value is 0/1
+            if c.denominator is None:
+                parts.append((name, num))
+            else:
+                parts += [(f"{name}_numerator", num), (f"{name}_denominator", c.denominator)]
+        out.append(replace(m, covariate_parts=tuple(parts)))
+    return out
 
 
 def load_columns(source: Any = None) -> dict[str, str]:

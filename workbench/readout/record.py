@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import DataError
+from workbench.readout.numbers import chance_of, correction_text, overall_rows, risk_of, shown_p
 
 SCHEMA_VERSION = 1
 SCHEMA_KEY = "readout_schema"
@@ -52,8 +53,8 @@ MCMC_OK = "diagnostics_ok"
 # ``workbench.p_values`` tag and run.json's ``p_value_label``), ``p_value_raw`` the unadjusted
 # one beside it; ``chance_to_win`` and ``risk`` are in the metric's good direction.
 METRIC_FIELDS = {"lift": "effect", "ci_lower": "ci_lower", "ci_upper": "ci_upper",
-                 "p_value": "shown p-value (table.shown_p)", "p_value_raw": "p_value",
-                 "chance_to_win": "table.chance_of", "risk": "table.risk_of",
+                 "p_value": "shown p-value (numbers.shown_p)", "p_value_raw": "p_value",
+                 "chance_to_win": "numbers.chance_of", "risk": "numbers.risk_of",
                  "margin": "margin", "margin_p_value": "margin_p_value",
                  "margin_chance": "margin_chance", "variance_reduction": "variance_reduction"}
 P_VALUE_TAG = "workbench.p_values"
@@ -61,18 +62,6 @@ ROBUST_TAG = "workbench.robust"
 PLAN_RUN_TAG = "workbench.plan_run"  # the run id of the plan the readout links to
 _SCALARS = ("experiment_id", "method", "alpha", "difference", "control", "correction",
             "decision", "srm_p_value", "trustworthy", "plan_run")
-
-
-def overall_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Rows of a results table that are neither a segment nor a day."""
-    if frame is None:
-        return None
-    rows = frame
-    if "dimension" in rows.columns:
-        rows = rows[rows["dimension"].isna() | (rows["dimension"] == "(all)")]
-    if "date" in rows.columns:
-        rows = rows[rows["date"].isna()]
-    return rows
 
 
 def _jsonable(value: Any) -> Any:
@@ -234,9 +223,7 @@ class ReadoutRecord:
     def p_value_label(self) -> str:
         """What the shown p-values and intervals are: ``adjusted, Holm across 12
         comparisons``, ``unadjusted``, or empty without p-values
-        (:func:`workbench.readout.table.correction_text`)."""
-        from workbench.readout.table import correction_text
-
+        (:func:`workbench.readout.numbers.correction_text`)."""
         return correction_text(self.tables.get(RESULTS), self.correction)
 
     def metrics(self) -> dict[str, float]:
@@ -327,8 +314,6 @@ class ReadoutRecord:
 
 def _row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     """The numbers of one results row as MLflow logs them (:data:`METRIC_FIELDS`)."""
-    from workbench.readout.table import chance_of, risk_of, shown_p
-
     return {"lift": row.get("effect"), "ci_lower": row.get("ci_lower"),
             "ci_upper": row.get("ci_upper"), "p_value": shown_p(row),
             "p_value_raw": row.get("p_value"), "chance_to_win": chance_of(row),

@@ -8,9 +8,9 @@ baseline, variant, lift with its interval drawn inline (an SVG bar, zero line, c
 verdict), the shown p-value with the raw one beside it (or, Bayesian, chance to win and risk),
 verdict and role, and a caption that labels the correction.
 
-The numbers a row shows are chosen here only (:func:`shown_p`, :func:`chance_of`,
-:func:`risk_of`, :func:`correction_text`); the MLflow metrics of the readout record
-(:meth:`~workbench.readout.record.ReadoutRecord.metrics`) log the same ones.
+The numbers a row shows come from :mod:`workbench.readout.numbers` (``shown_p``,
+``chance_of``, ``risk_of``, ``correction_text``), as do the MLflow metrics of the readout record
+(:meth:`~workbench.readout.record.ReadoutRecord.metrics`).
 
 >>> table = results_table(result)          # or results_table(record)
 >>> table.to_html()                         # notebook, report, dashboard
@@ -30,8 +30,17 @@ import pandas as pd
 
 from workbench import format as fmt
 from workbench.readout.decision import VERDICT_HARM, VERDICT_IMPROVED, VERDICT_SRM, VERDICT_WORSE
-from workbench.readout.decision import comparisons as comparisons_in
-from workbench.readout.record import BAYESIAN, overall_rows
+from workbench.readout.numbers import (  # noqa: F401 - the table's numbers, re-exported
+    chance_of,
+    comparisons,
+    corrected,
+    correction_text,
+    overall_rows,
+    risk_of,
+    shown_p,
+    value_of,
+)
+from workbench.readout.record import BAYESIAN
 
 GOOD, BAD, NEUTRAL = "#1a7f37", "#b00020", "#6e7781"
 # Verdicts drawn in colour (bar, lift and verdict cells); any other verdict is grey.
@@ -41,57 +50,6 @@ _CELL = "padding:4px 5px;white-space:nowrap;text-align:{align}"
 _HEAD_WRAP = ";white-space:normal;vertical-align:bottom"
 _NUMERIC = ("baseline", "treatment", "lift", "difference", "p-value", "raw p-value",
             "chance to win", "risk", "variance reduction")
-
-
-# ------------------------------------------------------------------------------- row numbers
-def _get(row: Mapping[str, Any], name: str) -> Any:
-    value = row.get(name)
-    return value if fmt.finite(value) else math.nan
-
-
-def shown_p(row: Mapping[str, Any]) -> float:
-    """The p-value a row shows: the adjusted one when a correction gave one, else the raw."""
-    adjusted = _get(row, "p_value_adjusted")
-    return float(adjusted) if fmt.finite(adjusted) else float(_get(row, "p_value"))
-
-
-def chance_of(row: Mapping[str, Any]) -> float:
-    """The chance to win in the metric's good direction (the engine's is P(variant >
-    control); a win is a fall when lower is better)."""
-    ctw = _get(row, "chance_to_win")
-    return float(ctw) if _higher_is_better(row) else 1 - float(ctw)
-
-
-def risk_of(row: Mapping[str, Any]) -> float:
-    """The risk (expected loss) of shipping the variant, in the metric's good direction."""
-    return float(_get(row, "risk_variant" if _higher_is_better(row) else "risk_control"))
-
-
-def _higher_is_better(row: Mapping[str, Any]) -> bool:
-    hib = row.get("higher_is_better", True)
-    return True if hib is None or (isinstance(hib, float) and math.isnan(hib)) else bool(hib)
-
-
-def comparisons(results: pd.DataFrame | None) -> int:
-    """The number of comparisons corrected together: the overall rows with a p-value (the
-    overall results form one family of the correction)."""
-    return comparisons_in(overall_rows(results))
-
-
-def corrected(results: pd.DataFrame | None, correction: str | None) -> bool:
-    """Whether the shown p-values (and intervals) of ``results`` are adjusted."""
-    rows = overall_rows(results)
-    return bool(correction) and rows is not None and "p_value_adjusted" in rows \
-        and pd.to_numeric(rows["p_value_adjusted"], errors="coerce").notna().any()
-
-
-def correction_text(results: pd.DataFrame | None, correction: str | None) -> str:
-    """``adjusted, Holm across 12 comparisons`` when the rows were corrected, ``unadjusted``
-    when they have p-values but no correction, empty without p-values (Bayesian)."""
-    n = comparisons(results)
-    if not n:
-        return ""
-    return fmt.correction_label(correction if corrected(results, correction) else None, n)
 
 
 # ------------------------------------------------------------------------------- the table
@@ -346,22 +304,22 @@ def results_table(source: Any) -> ResultsTable:
         verdict = rec.get("verdict")
         verdict = verdict if isinstance(verdict, str) and verdict else fmt.MISSING
         error = rec.get("error_message")
-        lo, hi, eff = _get(rec, "ci_lower"), _get(rec, "ci_upper"), _get(rec, "effect")
+        lo, hi, eff = value_of(rec, "ci_lower"), value_of(rec, "ci_upper"), value_of(rec, "effect")
         role = rec.get("role")
         rows.append(Row(
             metric=str(key[0]), variant=str(key[1]),
             role=role if isinstance(role, str) and role else fmt.MISSING,
-            baseline=fmt.number(_get(rec, "control_mean")),
-            treatment=fmt.number(_get(rec, "variant_mean")),
+            baseline=fmt.number(value_of(rec, "control_mean")),
+            treatment=fmt.number(value_of(rec, "variant_mean")),
             lift=fmt.effect(eff, relative), interval=fmt.interval(lo, hi, relative),
             p_value=fmt.p_value(shown_p(rec)),
-            p_value_raw=fmt.p_value(_get(rec, "p_value")) if raw else fmt.MISSING,
+            p_value_raw=fmt.p_value(value_of(rec, "p_value")) if raw else fmt.MISSING,
             chance=fmt.chance(chance_of(b)) if b else fmt.MISSING,
             risk=fmt.risk(risk_of(b), relative) if b else fmt.MISSING,
             verdict=verdict, colour=COLOURS.get(verdict, NEUTRAL),
             error=error if isinstance(error, str) else "",
             effect_value=float(eff), lower_value=float(lo), upper_value=float(hi),
-            variance_reduction=fmt.percent(_get(rec, "variance_reduction")),
+            variance_reduction=fmt.percent(value_of(rec, "variance_reduction")),
             covariates=_covariates(rec)))
     adjusted = "variance_reduction" in results and \
         pd.to_numeric(results["variance_reduction"], errors="coerce").notna().any()

@@ -12,6 +12,7 @@ identifiers: papermill writes them into the injected cell verbatim.
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import keyword
@@ -118,17 +119,26 @@ def read_parameters(template: str | os.PathLike) -> dict[str, TemplateParameter]
     return parse_parameters(source, f"template {path.name}, parameters cell")
 
 
-def _skip_iri_grammar() -> None:
-    """Keep jsonschema from importing ``rfc3987_syntax`` (when nothing has imported it yet).
+@contextlib.contextmanager
+def _without_iri_grammar():
+    """Import nbformat without jsonschema importing ``rfc3987_syntax`` (when nothing has
+    imported jsonschema yet).
 
     nbformat imports jsonschema, whose format checkers import ``rfc3987_syntax`` if installed
-    (a Jupyter extra); that module builds 38 lark grammars on import: measured 6-8 s of every
-    ``workbench run`` at load 5-6 on this 2-core machine, 1.5-1.8 s without it. It serves only
-    the "iri" string format, which no notebook schema uses; jsonschema skips that check when the
-    import fails (``sys.modules[name] = None`` makes it fail).
+    (a Jupyter extra); that module builds 38 lark grammars on import: measured 2.5-3 s at load
+    ~6 on this 2-core machine (6-8 s of every ``workbench run`` before the bytecode was
+    compiled). It serves only the "iri" string format, which no notebook schema uses;
+    jsonschema skips that check when the import fails (``sys.modules[name] = None`` makes it
+    fail). The entry is removed afterwards: later imports of ``rfc3987_syntax`` work as usual.
     """
-    if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)
+    blocked = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+    if blocked:
+        sys.modules["rfc3987_syntax"] = None
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("rfc3987_syntax", False) is None:
+            del sys.modules["rfc3987_syntax"]
 
 
 def read_notebook(path: str | os.PathLike):
@@ -140,8 +150,8 @@ def read_notebook(path: str | os.PathLike):
         The file is not a Jupyter notebook. The message names the path only: nothing of the
         file's content is echoed (it may be any file, ``/etc/passwd`` included).
     """
-    _skip_iri_grammar()
-    import nbformat
+    with _without_iri_grammar():
+        import nbformat
 
     path = Path(path)
     try:

@@ -47,10 +47,12 @@ def find_in_mlflow(experiment_id: str | None = None, plan_run: str | None = None
                    tracking_uri: str | None = None) -> Path | None:
     """A plan run that only MLflow holds (logged from another machine, or its folder gone):
     the newest ``FINISHED`` run tagged :data:`TAG` = ``experiment_id``, or the run
-    ``plan_run``; its ``run.json`` and ``tables/`` are downloaded to a temporary folder, which
-    is returned (None when MLflow has no such run). The tag lookup is one read-only query of
+    ``plan_run``; its ``run.json`` and ``tables/`` are downloaded once into
+    ``<cache>/plans/<MLflow run id>`` (a finished run's artifacts do not change), which is
+    returned (None when MLflow has no such run). The tag lookup is one read-only query of
     a local SQLite store (:func:`workbench.tracking.mlflow.runs_with_tag`), so a readout
     without a plan does not pay for importing MLflow."""
+    import shutil
     import tempfile
 
     from workbench.config import get_settings
@@ -83,13 +85,24 @@ def find_in_mlflow(experiment_id: str | None = None, plan_run: str | None = None
         if not runs:
             return None
         best = max(runs, key=lambda r: (r.info.end_time or 0, r.info.start_time or 0))
-        dest = Path(tempfile.mkdtemp(prefix="workbench-plan-"))
-        client.download_artifacts(best.info.run_id, "tables", str(dest))
+        cached = get_settings().cache_dir / "plans" / best.info.run_id
+        if (cached / store.RUN_JSON).exists():
+            return cached
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = Path(tempfile.mkdtemp(prefix=f".{best.info.run_id}-", dir=cached.parent))
         try:
-            client.download_artifacts(best.info.run_id, store.RUN_JSON, str(dest))
-        except Exception:  # noqa: BLE001 - an older run without run.json: the id is enough
-            store.write_json(dest / store.RUN_JSON, {"mlflow_run_id": best.info.run_id})
-        return dest
+            client.download_artifacts(best.info.run_id, "tables", str(part))
+            try:
+                client.download_artifacts(best.info.run_id, store.RUN_JSON, str(part))
+            except Exception:  # noqa: BLE001 - an older run without run.json: the id is enough
+                store.write_json(part / store.RUN_JSON, {"mlflow_run_id": best.info.run_id})
+            try:
+                part.rename(cached)  # whole or not at all; a concurrent reader's copy wins
+            except OSError:
+                pass
+        finally:
+            shutil.rmtree(part, ignore_errors=True)
+        return cached
     except Exception:  # noqa: BLE001 - MLflow raises several types
         return None
 
