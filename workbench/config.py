@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ConfigError
 
@@ -95,6 +96,21 @@ class Settings:
     extra: dict = field(default_factory=dict)
     cache_dir: Path | None = None
     duckdb_memory_limit: str | None = None
+
+
+def project_path(value: Any) -> Any:
+    """A relative path that does not exist from the working directory but does from the
+    project root: the root's (notebooks run from ``notebooks/``)."""
+    if not isinstance(value, str | Path) or "://" in str(value) or str(value) == ":memory:" \
+            or "*" in str(value):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return value
+    alt = get_settings().root / path
+    if not alt.exists():
+        return value
+    return alt if isinstance(value, Path) else str(alt)
 
 
 def get_settings() -> Settings:

@@ -198,13 +198,14 @@ def _weights(weights):
 def _events_compiler(source, defs, start, end, exposure, events):
     import ibis
 
+    from workbench.config import project_path
+    from workbench.data.layout import source_table
     from workbench.data.sources import connect
     from workbench.metrics.compiler import MetricCompiler
     from workbench.metrics.window import ExperimentWindow
-    from workbench.readout.experiment import _project_path, _resolve_table
 
-    con = connect(_project_path(source))
-    ev = _resolve_table(con, _project_path(events), "events")
+    con = connect(project_path(source))
+    ev = source_table(con, project_path(events), "events")
     for c in ("user_id", "event_time", "event_type"):
         if c not in ev.columns:
             raise ParameterError(f"events: column {c!r} is missing (the documented schema)")
@@ -387,8 +388,8 @@ def plan(source: Any = None, metrics: Any = None, *, start_date: Any = None,
         if not any(m.cuped for m in defs):
             notes.append("no CUPED covariate declared: rho = 0 (declare cuped= columns)")
     else:
+        from workbench.config import project_path
         from workbench.metrics.definition import load_metrics
-        from workbench.readout.experiment import _project_path
 
         if start is None or end is None:
             raise ParameterError("start_date and end_date: the historical window is required "
@@ -398,7 +399,7 @@ def plan(source: Any = None, metrics: Any = None, *, start_date: Any = None,
             raise ParameterError(f"pre_period_days={pre_period_days!r}: expected days >= 1")
         defs = [m if m.cuped or m.kind == "quantile" else replace(m, cuped=True,
                                                                    pre_period_days=pre)
-                for m in load_metrics(_project_path(metrics))]
+                for m in load_metrics(project_path(metrics))]
         comp = _events_compiler(source, defs, start, end, exposure, events)
     if users_per_day is not None:
         notes.append(f"users per day: {users_per_day:g} (given)")

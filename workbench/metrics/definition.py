@@ -680,6 +680,23 @@ def resolve_covariates(metrics: Sequence[MetricDefinition]) -> list[MetricDefini
     return out
 
 
+def renamed(metrics: list[MetricDefinition], mapping: Mapping[str, str]) -> list:
+    """Metrics whose ``column``/``where`` name a mapped column of yours, reading its documented
+    name (the tables are renamed by :func:`workbench.data.layout.conform`)."""
+    back = {yours: ours for ours, yours in mapping.items()}
+    if not back:
+        return metrics
+
+    def agg(a):
+        if a is None:
+            return None
+        where = tuple(replace(c, column=back.get(c.column, c.column)) for c in a.where)
+        return replace(a, column=back.get(a.column, a.column), where=where)
+
+    return [replace(m, numerator=agg(m.numerator), denominator=agg(m.denominator))
+            for m in metrics]
+
+
 def load_columns(source: Any = None) -> dict[str, str]:
     """The column mapping of a metrics YAML (its top-level ``columns:``), validated.
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from workbench import format as fmt
 from workbench import messages
+from workbench.config import project_path
 from workbench.data.quality import CROSSOVER_THRESHOLD, QualityReport, check_experiment
 from workbench.errors import DataQualityWarning, ParameterError, SourceError, SRMWarning
 from workbench.metrics import ExperimentWindow, MetricCompiler, MetricDefinition, load_metrics
@@ -28,114 +29,6 @@ from workbench.stats.heterogeneity import cochran_q
 from workbench.stats.srm import SRM_THRESHOLD
 
 METHODS = ("frequentist", "sequential", "bayesian")
-
-
-def _resolve_table(con, spec, default: str, *, required: bool = True):
-    from workbench.data.sources import register_files, table
-
-    if spec is None:
-        spec = default
-    if not isinstance(spec, str | Path):
-        return spec  # an Ibis table
-    text = str(spec)
-    if text.endswith((".parquet", ".csv", ".csv.gz", ".tsv")) or "*" in text:
-        register_files(con, {default: text})
-        return table(con, default)
-    if not required:
-        try:
-            return con.table(text)
-        except Exception:  # optional table absent (list_tables is broken on duckdb 2.0)
-            return None
-    return table(con, text)
-
-
-def _project_path(value: Any) -> Any:
-    """A relative path that does not exist from the working directory but does from the
-    project root (``workbench.config``): the root's (notebooks run from ``notebooks/``)."""
-    if not isinstance(value, str | Path) or "://" in str(value) or str(value) == ":memory:" \
-            or "*" in str(value):
-        return value
-    path = Path(value).expanduser()
-    if path.is_absolute() or path.exists():
-        return value
-    from workbench.config import get_settings
-
-    alt = get_settings().root / path
-    if not alt.exists():
-        return value
-    return alt if isinstance(value, Path) else str(alt)
-
-
-_TIMES = {"assignments": "assigned_at", "events": "event_time"}
-
-
-def _conform(tables: dict, mapping: Mapping[str, str], experiment_id: str) -> tuple[dict, list]:
-    """The tables with the documented column names: renamed as ``mapping`` says (documented
-    -> yours), time-zone aware timestamps converted to UTC, dates made timestamps, a variant
-    that is not text read as text, a missing ``assignments.experiment_id`` filled in."""
-    import ibis
-
-    from workbench.data.schema import TABLES
-    from workbench.errors import SchemaError
-
-    out, notes, found = {}, [], set()
-    for name, t in tables.items():
-        if t is None:
-            out[name] = None
-            continue
-        documented = {c.name for c in TABLES[name]}
-        rename = {ours: yours for ours, yours in mapping.items()
-                  if ours in documented and yours in t.columns and yours != ours}
-        found |= {yours for yours in mapping.values() if yours in t.columns}
-        for ours, yours in rename.items():
-            if ours in t.columns:
-                raise SchemaError(f"table {name!r} has both {yours!r} (mapped to {ours}) and "
-                                  f"{ours!r}: drop one, or map another column")
-        if rename:
-            t = t.rename(rename)
-        schema = t.schema()
-        col = _TIMES.get(name)
-        if col in schema and (schema[col].is_timestamp() or schema[col].is_date()):
-            zone = getattr(schema[col], "timezone", None)
-            if zone is not None or schema[col].is_date():
-                # Ibis's DuckDB and Spark sessions run in UTC: the cast gives UTC wall time
-                t = t.mutate(**{col: t[col].cast(ibis.dtype("timestamp"))})
-                own = mapping.get(col, col)
-                notes.append(f"timestamps: {name}.{own} is time-zone aware; converted to UTC"
-                             if zone is not None else
-                             f"timestamps: {name}.{own} holds dates (read as midnight UTC)")
-        if name == "assignments":
-            if "variant" in schema and not schema["variant"].is_string():
-                t = t.mutate(variant=t.variant.cast("string"))
-            if "experiment_id" not in schema:
-                t = t.mutate(experiment_id=ibis.literal(experiment_id))
-                notes.append(f"experiment: every assignments row is {experiment_id!r} (table "
-                             "'assignments' has no experiment_id column)")
-        out[name] = t
-    unused = [f"{yours!r} (for {ours})" for ours, yours in mapping.items() if yours not in found]
-    if unused:
-        raise SchemaError(f"columns: {', '.join(unused)} is in no table of the source "
-                          "(assignments, events, users)")
-    return out, notes
-
-
-def _renamed_metrics(metrics: list[MetricDefinition], mapping: Mapping[str, str]) -> list:
-    """Metrics whose ``column``/``where`` name a mapped column of yours, reading its documented
-    name (the tables are renamed by :func:`_conform`)."""
-    from dataclasses import replace
-
-    back = {yours: ours for ours, yours in mapping.items()}
-    if not back:
-        return metrics
-
-    def agg(a):
-        if a is None:
-            return None
-        where = tuple(replace(c, column=back.get(c.column, c.column)) for c in a.where)
-        return replace(a, column=back.get(a.column, a.column), where=where)
-
-    return [replace(m, numerator=agg(m.numerator), denominator=agg(m.denominator))
-            for m in metrics]
 
 
 class Experiment:
@@ -252,24 +145,25 @@ class Experiment:
             wrong type), named, before any query is compiled.
         SourceError, ParameterError, MetricDefinitionError
         """
+        from workbench.data.layout import conform, source_table
         from workbench.data.quality import require_event_columns
         from workbench.data.sources import connect
-        from workbench.metrics.definition import load_columns
+        from workbench.metrics.definition import load_columns, renamed
 
-        source, metrics = _project_path(source), _project_path(metrics)
+        source, metrics = project_path(source), project_path(metrics)
         mapping = {**load_columns(metrics), **dict(columns or {})}
         if columns:
             load_columns(mapping)  # validates the keys of the call's mapping
         defs = load_metrics(metrics)
         con = connect(source)
-        tables = {"assignments": _resolve_table(con, _project_path(assignments), "assignments"),
-                  "events": _resolve_table(con, _project_path(events), "events"),
-                  "users": _resolve_table(con, _project_path(users), "users",
-                                          required=users is not None)}
-        x = _resolve_table(con, _project_path(experiments), "experiments",
-                           required=experiments is not None)
-        tables, notes = _conform(tables, mapping, experiment_id)
-        defs = _renamed_metrics(defs, mapping)
+        tables = {"assignments": source_table(con, project_path(assignments), "assignments"),
+                  "events": source_table(con, project_path(events), "events"),
+                  "users": source_table(con, project_path(users), "users",
+                                        required=users is not None)}
+        x = source_table(con, project_path(experiments), "experiments",
+                         required=experiments is not None)
+        tables, notes = conform(tables, mapping, experiment_id)
+        defs = renamed(defs, mapping)
         require_event_columns(tables, defs, mapping)
         a, e, u = tables["assignments"], tables["events"], tables["users"]
         window, more = cls._window(a, x, experiment_id, control, start_date, end_date,

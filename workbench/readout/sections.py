@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.config import project_path
 from workbench.errors import ParameterError
-from workbench.readout.experiment import Experiment, _project_path
+from workbench.readout.experiment import Experiment
 from workbench.readout.record import HIERARCHICAL, REVENUE_HURDLE
 
 __all__ = ["Sections", "open_experiment", "plan_sections", "is_units_source"]
@@ -61,7 +62,7 @@ def open_experiment(source: Any = None, experiment_id: str = "checkout_redesign"
         if columns:
             raise ParameterError("columns= maps an event log's columns; a per-unit table names "
                                  "its columns in the metrics (and variant=, unit=, date=)")
-        return Experiment.from_units(_project_path(source), variant, _project_path(metrics),
+        return Experiment.from_units(project_path(source), variant, project_path(metrics),
                                      unit=unit, control=control, planned_weights=planned_weights,
                                      experiment_id=experiment_id, date=date)
     return Experiment.from_source(source, experiment_id, metrics, columns=columns,
