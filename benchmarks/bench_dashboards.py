@@ -11,7 +11,8 @@ link), starting with the pool full. Each server configuration gets one warm-up v
 OS caches) and a pool refill first. Configurations: ``workbench serve``'s defaults (a pool of
 ``server.POOL_SIZE`` preheated kernels for the experiment dashboard, refilled ``FILL_DELAY`` s
 after a take, the newest run prepared in the waiting kernels); the former setting (a pool of one,
-Voilà's 1 s refill delay); no preheating (``--no-preheat``, fewer views). Per configuration:
+Voilà's 1 s refill delay); a pool of 5 (``pool5``, not run by default); no preheating
+(``--no-preheat``, fewer views). Per configuration:
 median, 95th percentile, max, and how many views got a preheated kernel (from Voilà's log).
 
     .venv/bin/python benchmarks/bench_dashboards.py [--users 20000] [--views 10] [--think 3]
@@ -72,6 +73,14 @@ def make_run(base: Path, users: int) -> tuple[str, Path, str]:
     return run_id, run_dir / "report.html", decision
 
 
+def _loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (Linux), as ``cat /proc/loadavg`` shows them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def _launch(p):
     return p.chromium.launch(
         executable_path=CHROMIUM, headless=True,
@@ -79,8 +88,9 @@ def _launch(p):
               "--disable-background-networking", "--disable-component-update", "--no-first-run"])
 
 
-def _load(browser, url: str, decision: str) -> float:
-    """Seconds from navigation to the decision text being visible (off-machine requests refused)."""
+def _load(browser, url: str, decision: str, widgets: bool = False) -> tuple[float, float | None]:
+    """Seconds from navigation to the decision text being visible (off-machine requests refused)
+    and, with ``widgets``, to the first widget (a dropdown) being visible (else None)."""
     context = browser.new_context()
     page = context.new_page()
     page.route(lambda u: not (u.startswith("http://127.0.0.1") or u.startswith("file:")),
@@ -88,9 +98,12 @@ def _load(browser, url: str, decision: str) -> float:
     t = time.perf_counter()
     page.goto(url, timeout=180_000)
     page.get_by_text(decision).first.wait_for(timeout=180_000)
-    elapsed = time.perf_counter() - t
+    elapsed, shown = time.perf_counter() - t, None
+    if widgets:
+        page.locator(".widget-dropdown").first.wait_for(timeout=180_000)
+        shown = time.perf_counter() - t
     context.close()
-    return elapsed
+    return elapsed, shown
 
 
 def _wait_for(predicate, timeout: float) -> None:
@@ -101,7 +114,8 @@ def _wait_for(predicate, timeout: float) -> None:
 
 def time_dashboard(browser, base: Path, run_id: str, decision: str, views: int, think: float,
                    name: str, **options) -> tuple[float, list[float], int]:
-    """(server start seconds, decision-visible times, views that got a preheated kernel) of
+    """(server start seconds, decision-visible times, views that got a preheated kernel, times
+    until the widgets showed) of
     ``views`` views in a row of the experiment dashboard served by Voilà with ``options``
     (:func:`workbench.dashboards.server.start_server`'s)."""
     from workbench.dashboards import server as dashboards
@@ -137,12 +151,14 @@ def time_dashboard(browser, base: Path, run_id: str, decision: str, views: int, 
             _wait_for(lambda: filled(2), 300)  # the series starts with the pool full
             time.sleep(2)
         used = log.read_text().count(PREHEATED)
-        times = []
+        times, shown = [], []
         for i in range(views):
-            if i:
-                time.sleep(think)
-            times.append(_load(browser, url, decision))
-        return start, times, log.read_text().count(PREHEATED) - used
+            if i:  # `think` s after the previous decision showed (its widgets were waited for)
+                time.sleep(max(0.0, think - (shown[-1] - times[-1])))
+            decided, drawn = _load(browser, url, decision, widgets=True)
+            times.append(decided)
+            shown.append(drawn)
+        return start, times, log.read_text().count(PREHEATED) - used, shown
     finally:
         dashboards.stop_server(server)
 
@@ -167,7 +183,7 @@ def main() -> int:
     parser.add_argument("--site", type=Path, default=None,
                         help="folder holding (or to hold) the logged run, reused across runs")
     parser.add_argument("--configs", nargs="+", default=["default", "pool1", "cold"],
-                        choices=["default", "pool1", "cold"], help="server configurations")
+                        choices=["default", "pool1", "pool5", "cold"], help="server configurations")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit("Debian chromium missing: run `make browser-deps`")
@@ -178,6 +194,8 @@ def main() -> int:
          "default", args.views, {}),
         ("pool of 1, refill after 1 s (before)", "pool1", args.views,
          {"pool_size": 1, "fill_delay": 1.0}),
+        (f"pool of 5, refill after {dashboards.FILL_DELAY:g} s", "pool5", args.views,
+         {"pool_size": 5}),
         ("no preheating (--no-preheat)", "cold", args.cold_views, {"preheat": False}),
     ]
     configs = [c for c in configs if c[1] in args.configs]
@@ -191,9 +209,10 @@ def main() -> int:
               f"decision: {decision!r}; report.html {report.stat().st_size / 1e6:.1f} MB",
               flush=True)
         results = {}
+        print(f"load average at the start: {_loadavg()}", flush=True)
         with sync_playwright() as p:
             browser = _launch(p)
-            report_times = [_load(browser, report.as_uri(), decision)
+            report_times = [_load(browser, report.as_uri(), decision)[0]
                             for _ in range(args.views + 1)][1:]
             for label, name, views, options in configs:
                 results[label] = time_dashboard(browser, base, run_id, decision, views,
@@ -201,6 +220,7 @@ def main() -> int:
                 print(f"{label}: {', '.join(f'{t:.2f}' for t in results[label][1])}",
                       flush=True)
             browser.close()
+    print(f"load average at the end: {_loadavg()}")
     rep = statistics.median(report_times)
 
     def row(label, values):
@@ -209,10 +229,11 @@ def main() -> int:
 
     print(f"views in a row, {args.think:g} s apart; decision visible (s):")
     print(row("report.html", report_times))
-    for label, (start, times, pooled) in results.items():
+    for label, (start, times, pooled, shown) in results.items():
         print(row(f"dashboard, {label}", times)
               + f"  ratio to report {statistics.median(times) / rep:.1f}x"
               + f"  preheated kernels {pooled}/{len(times)}  server start {start:.1f} s")
+        print(row("  the same views, widgets shown", shown))
     return 0
 
 

@@ -5,11 +5,14 @@ once; a working DuckDB file holds the events and assignments up to the end of da
 incremental state (``workbench.metrics.incremental``) is built through day 13; then day 14's
 rows are appended. Timed, interleaved (medians of ``--repeat``):
 
-- daily: bring the state up to date (fingerprints of the settled events, of the units and of
-  each pending day; aggregate day 14, the only changed day; move day 11 from ``pending`` to
-  ``settled``) and compute the sufficient statistics from it; the state through day 13 is
+- daily: bring the state up to date (the new assignments into the state's units; fingerprints
+  of the assignments, the units, the settled events and each pending day; aggregate day 14,
+  the only changed day, and add its rows to the units' rows of ``unit_table``; day 11 is
+  settled) and compute the sufficient statistics from it; the state through day 13 is
   restored before each repeat;
-- full: the sufficient statistics from all events (``MetricCompiler.sufficient_stats``).
+- full: the sufficient statistics from all events (``MetricCompiler.sufficient_stats``);
+- statistics alone: the sufficient statistics from the state just updated, without an
+  update (the floor of a daily run that reads a per-unit table of all units).
 
 Both include the units, caps (99.9th percentile), CUPED and the hurdle statistics of the
 sample's metrics, and closing the connection (the state's commit and checkpoint); the results
@@ -68,6 +71,23 @@ def _open(work: Path, **kw):
     return exp
 
 
+def _stats_only(work: Path, state: Path) -> float:
+    """The floor of a daily run: the statistics from an up-to-date state, no update (the
+    state's units and ``unit_table`` read as the daily run reads them)."""
+    from workbench.metrics.incremental import IncrementalState
+
+    exp = _open(work)
+    t = time.perf_counter()
+    st = IncrementalState(state)
+    st._attach(exp.compiler)
+    st.manifest = st._read_manifest()
+    exp.compiler._units = st._units(exp.compiler)
+    exp.compiler.per_unit = st.per_unit
+    exp.compiler.sufficient_stats()
+    exp.con.disconnect()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=1_000_000)
@@ -104,7 +124,7 @@ def main() -> None:
         n_new = con.execute(f"SELECT count(*) FROM events WHERE event_time >= '{DAY14}'"
                             ).fetchone()[0]
 
-    daily, full, results = [], [], {}
+    daily, full, floor, results = [], [], [], {}
     for _ in range(args.repeat):
         shutil.copy(saved, state)
         exp = _open(work)
@@ -114,6 +134,7 @@ def main() -> None:
         exp.con.disconnect()  # timed: closing the state file may checkpoint it
         daily.append(time.perf_counter() - t)
         assert not up.rebuilt, up.reason
+        floor.append(_stats_only(work, state))
         exp = _open(work)
         t = time.perf_counter()
         results["full"] = exp.compiler.sufficient_stats()
@@ -123,13 +144,18 @@ def main() -> None:
     b = results["daily"].select_dtypes("number").to_numpy(float)
     ok = ~np.isnan(a)
     rel = float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(a[ok]), 1e-300)))
-    md, mf = statistics.median(daily), statistics.median(full)
+    md, mf, mo = (statistics.median(x) for x in (daily, full, floor))
     print(f"users {args.users}, events {n_events} ({n_new} on day 14), lookback "
           f"{args.lookback_days} days, state {state.stat().st_size / 2**20:.0f} MiB")
     print(f"state build through day 13 (first run, incl. statistics): {build:.2f} s")
     print(f"daily run (day 14 given day 13): median {md:.2f} s  {[round(x, 2) for x in daily]}")
     print(f"full recompute:                  median {mf:.2f} s  {[round(x, 2) for x in full]}")
-    print(f"ratio daily / full: {md / mf:.3f} (target <= 0.2); max relative difference {rel:.2e}")
+    print(f"statistics alone from the state: median {mo:.2f} s  {[round(x, 2) for x in floor]}")
+    print(f"ratio daily / full: {md / mf:.3f} (target <= 0.2); statistics alone / full: "
+          f"{mo / mf:.3f}; max relative difference {rel:.2e}")
+    pairs = [d / f for d, f in zip(daily, full)]  # each repeat's daily and full run back to back
+    print(f"ratio per repeat: median {statistics.median(pairs):.3f}  "
+          f"{[round(x, 2) for x in pairs]}")
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

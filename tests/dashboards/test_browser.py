@@ -12,8 +12,10 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,9 @@ def experiment_page(browser, served, dashboard_runs):
     page.goto(f"{served.url}/voila/render/experiment.ipynb", timeout=LOAD_TIMEOUT_MS)
     decision = dashboard_runs.results[dashboard_runs.latest].decision
     page.get_by_text(decision, exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
+    # the decision comes first (plain HTML); the widgets once Voilà's JavaScript has run
+    page.locator(".widget-dropdown").first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.locator(".wb-results").first.wait_for(timeout=LOAD_TIMEOUT_MS)
     yield page
     context.close()
 
@@ -180,7 +185,9 @@ def test_dashboard_renders_the_sample_decision(experiment_page, served, dashboar
     assert len(page.locator("img").all()) >= 3  # forest, cumulative lift, segments
     assert len(page.locator(".wb-results svg").all()) == len(result.results)  # inline bars
     # sources stripped: the notebook's code is not in the page
-    assert "experiment_dashboard()" not in page.content()
+    assert "experiment_page()" not in page.content() and "page.widget" not in page.content()
+    # once the widgets are drawn, their "loading" line is gone
+    sync_api.expect(page.locator(".wb-pending")).to_be_hidden()
     page.locator(".wb-robustness").first.screenshot(
         path=str(ARTIFACTS / "robustness_table.png"))
     # every option of `workbench serve` was recognised by Voilà (misspelt ones are only warned)
@@ -203,7 +210,81 @@ def test_a_widget_change_updates_the_view(experiment_page, dashboard_runs):
     page.get_by_text("the traffic split differs from the plan").wait_for(timeout=30_000)
     faulty = dashboard_runs.results[dashboard_runs.faulty]
     sync_api.expect(page.get_by_text(faulty.decision, exact=True)).to_be_visible()
+    # the static decision (of the run shown first) is hidden, not left stale on screen
+    latest = dashboard_runs.results[dashboard_runs.latest]
+    sync_api.expect(page.locator("#wb-static-lead")).to_be_hidden()
+    sync_api.expect(page.get_by_text(latest.decision, exact=True)).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "experiment_dashboard_srm.png"), full_page=True)
+    # and back: the first run's decision once (from the widget), the static one still hidden
+    page.locator(".widget-dropdown").filter(has_text="Experiment").locator("select") \
+        .select_option(dashboard_runs.experiment)
+    page.get_by_text("The traffic split matches the plan").wait_for(timeout=30_000)
+    shown = page.get_by_text(latest.decision, exact=True)
+    sync_api.expect(shown.filter(visible=True)).to_have_count(1)  # once, not twice
+    sync_api.expect(shown.filter(visible=False)).to_have_count(1)  # the static one, hidden
+    sync_api.expect(page.locator("#wb-static-lead")).to_be_hidden()
+    sync_api.expect(page.get_by_text(faulty.decision, exact=True)).to_have_count(0)
+
+
+class _Text(HTMLParser):
+    """The text of an HTML page outside <script> and <style> elements."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts, self._skip = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def test_the_decision_is_plain_html_in_the_streamed_page(served, dashboard_runs):
+    """The page as it arrives (no JavaScript run): the decision and its reasons are HTML text,
+    not only inside the JSON scripts Voilà's JavaScript renders."""
+    result = dashboard_runs.results[dashboard_runs.latest]
+    with urllib.request.urlopen(f"{served.url}/voila/render/experiment.ipynb",
+                                timeout=LOAD_TIMEOUT_MS / 1000) as response:
+        page = response.read().decode()
+    parser = _Text()
+    parser.feed(page)
+    text = " ".join(" ".join(parser.parts).split())
+    assert result.decision in text
+    for variant, decision in result.decisions.items():
+        assert f"Decision for {variant}: {decision}" in text
+    assert 'id=\'wb-static-lead\'' in page
+    # the widgets are still rendered by the JavaScript (control: this is Voilà's page)
+    assert "application/vnd.voila.cell-output+json" in page
+    assert "application/vnd.jupyter.widget-view+json" in page
+
+
+def test_the_decision_is_visible_without_the_widget_javascript(browser, served, dashboard_runs):
+    """Voilà's JavaScript bundle refused: the decision is on screen all the same (no widgets)."""
+    result = dashboard_runs.results[dashboard_runs.latest]
+    context, page = _new_page(browser, served)
+    blocked = []
+    page.route("**/voila/static/voila.js*",
+               lambda route: (blocked.append(route.request.url), route.abort()))
+    try:
+        page.goto(f"{served.url}/voila/render/experiment.ipynb", timeout=LOAD_TIMEOUT_MS)
+        page.get_by_text(result.decision, exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
+        sync_api.expect(page.get_by_text(result.decision, exact=True)).to_be_visible()
+        for variant, decision in result.decisions.items():
+            sync_api.expect(page.get_by_text(f"Decision for {variant}: {decision}",
+                                             exact=True)).to_be_visible()
+        page.wait_for_load_state("load", timeout=LOAD_TIMEOUT_MS)
+        assert blocked  # the bundle was asked for and refused
+        assert page.locator(".widget-dropdown").count() == 0  # no widgets without it
+        sync_api.expect(page.locator(".wb-pending")).to_be_visible()  # and it says so
+    finally:
+        context.close()
 
 
 def _receive(ws, seconds: float, parent_id: str, until: str | None = None) -> list[dict]:

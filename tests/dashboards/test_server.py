@@ -1,6 +1,7 @@
 """``workbench serve``: the Voilà command line, its secrets, and a real server's token check."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ def test_voila_command_has_the_secure_defaults():
     assert values["strip_sources"] == "True" and values["show_tracebacks"] == "False"
     assert values["VoilaConfiguration.allow_template_override"] == "NO"
     assert values["VoilaConfiguration.allow_theme_override"] == "NO"
+    assert values["template"] == "workbench"  # the decision as plain HTML (browser tests)
     allow, deny = (values[f"VoilaConfiguration.file_{k}"] for k in ("allowlist", "denylist"))
     assert re.fullmatch(allow, "figures/lift.png") and re.fullmatch(allow, "a.svg")
     assert not re.fullmatch(allow, "secret.txt") and not re.fullmatch(allow, "run.json")
@@ -75,6 +77,14 @@ def test_the_config_file_is_private_and_the_kernels_find_the_store(tmp_path, mon
     assert "JUPYTER_TOKEN" not in seen["env"]
     assert seen["env"][server.ALL_RUNS_ENV] == "1"
     assert not any("tok-1" in part for part in seen["cmd"])
+    # the kernels share the figures they drew in a private folder of the server's
+    figures = Path(seen["env"][server.FIGURES_ENV])
+    assert figures.parent == tmp_path / "cfg" and figures.stat().st_mode & 0o777 == 0o700
+    # Voilà finds the `workbench` template (extending `lab`) through JUPYTER_PATH
+    root = Path(seen["env"]["JUPYTER_PATH"].split(os.pathsep)[0])
+    conf = json.loads((root / "voila" / "templates" / "workbench" / "conf.json").read_text())
+    assert conf["base_template"] == "lab"
+    assert (root / "voila" / "templates" / "workbench" / "index.html.j2").is_file()
 
 
 def test_dashboard_urls_carry_the_token_and_bracket_ipv6(tmp_path):

@@ -419,3 +419,78 @@ def test_plan_runs_are_listed_with_their_planned_days_and_shown(ramp_runs):
     assert first[:2] == [planned["metric"], "no"]
     assert first[5:7] == [f"{round(planned['n_fixed']):,}", days]
     assert text.PART_FAILED not in shown
+
+
+def _static_count(html_text: str, needle: str) -> int:
+    return html_text.count(widgets.esc(needle))
+
+
+def test_the_served_page_shows_the_decision_once_as_plain_html_first(runs_env):
+    """experiment_page's mode: the decision of the run shown first is in ``static_html`` (what
+    the ``workbench`` template writes into the page), not a second time in the widget."""
+    result = runs_env.results[runs_env.latest]
+    dash = ExperimentDashboard(query_string="", static=True)
+    assert dash.static_run == runs_env.latest
+    static = dash.static_html
+    assert f"id='{widgets.STATIC_LEAD_ID}'" in static
+    assert _static_count(static, result.decision) == 1
+    for variant, decision in result.decisions.items():
+        assert html.escape(f"Decision for {variant}: {decision}", quote=True) in static
+        for reason in result.reasons[variant]:
+            assert html.escape(reason, quote=True) in static
+    assert "<script" not in static  # plain HTML: readable without any JavaScript
+    shown = _text(dash.widget)  # the widget is built on first use
+    assert widgets.esc(result.decision) not in shown  # not twice on the page
+    assert "traffic split matches the plan" in shown  # the rest of the view is there
+    assert f".{widgets.PENDING_CLASS}{{display:none}}" in dash.notice.value
+    assert f"#{widgets.STATIC_LEAD_ID}{{display:none}}" not in shown
+    # another run: its decision in the widget, with the style hiding the static one
+    dash.experiment_select.value = runs_env.faulty_experiment
+    faulty = runs_env.results[runs_env.faulty]
+    shown = _text(dash.widget)
+    assert widgets.esc(faulty.decision) in shown
+    assert f"#{widgets.STATIC_LEAD_ID}{{display:none}}" in shown
+    # and back: the first run's decision comes from the widget now (the static one stays hidden)
+    dash.experiment_select.value = runs_env.experiment
+    shown = _text(dash.widget)
+    assert shown.count(widgets.esc(result.decision)) == 1
+    assert f"#{widgets.STATIC_LEAD_ID}{{display:none}}" in shown
+
+
+def test_the_served_page_puts_the_notice_in_the_static_part(runs_env):
+    dash = ExperimentDashboard(query_string="run=<b>nope</b>", static=True)
+    assert "Run “&lt;b&gt;nope&lt;/b&gt;” was not found among the published runs" \
+        in dash.static_html
+    assert "<b>nope" not in dash.static_html
+    assert dash.static_run == runs_env.latest  # the latest is shown instead
+    assert "was not found" not in _text(dash.widget)  # said once, in the static part
+    assert _static_count(dash.static_html, runs_env.results[runs_env.latest].decision) == 1
+
+
+def test_experiment_page_displays_the_static_part_with_its_marker(runs_env, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda *objs, **kwargs: shown.append((objs, kwargs)))
+    dash = widgets.experiment_page(query_string="")
+    [(objs, kwargs)] = shown
+    assert objs == ({"text/html": dash.static_html},)
+    assert kwargs == {"raw": True, "metadata": {"workbench": {"static": True}}}
+
+
+def test_the_kernels_of_one_server_share_the_figures_they_drew(runs_env, tmp_path, monkeypatch):
+    """A kernel reads the PNGs an earlier kernel of the same server drew (FIGURES_ENV) instead of
+    drawing them again."""
+    from workbench.dashboards import server
+
+    monkeypatch.setenv(server.FIGURES_ENV, str(tmp_path))
+    monkeypatch.setattr(widgets, "_PNGS", {})  # a fresh kernel
+    drawn = [bytes(v) for v in _images(ExperimentDashboard(query_string="").widget)]
+    files = sorted(tmp_path.iterdir())
+    assert len(drawn) == 3 and [f.suffix for f in files] == [".png"] * 3  # no temporary left
+    assert sorted(drawn) == sorted(f.read_bytes() for f in files)
+    assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for data in drawn)
+    monkeypatch.setattr(widgets, "_PNGS", {})  # another kernel: drawing would fail here
+    monkeypatch.setattr(widgets, "_figure_png", lambda fig: pytest.fail("drawn again"))
+    assert [bytes(v) for v in _images(ExperimentDashboard(query_string="").widget)] == drawn

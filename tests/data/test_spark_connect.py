@@ -81,6 +81,26 @@ def loaded(spark_connect, small_warehouse, tmp_path_factory):
     return spark_connect
 
 
+PLANS = """
+import json, sys, warnings
+from ibis.backends.pyspark import Backend
+from workbench.readout.experiment import Experiment
+sql, run = [], Backend.execute
+def execute(self, expr, *args, **kwargs):
+    sql.append(self.compile(expr, params=kwargs.get("params")))
+    return run(self, expr, *args, **kwargs)
+Backend.execute = execute
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    exp = Experiment.from_source(sys.argv[1], sys.argv[2])
+    exp.analyze()
+c = exp.compiler
+session = c.assignments._find_backend()._session
+print(json.dumps({"units": c.units().get_name(), "values": c.unit_values(capped=False).get_name(),
+                  "plans": [session.sql(q)._explain_string(mode="simple") for q in sql]}))
+"""
+
+
 def _cli(*args, cwd, env=None, timeout=900):
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -179,3 +199,25 @@ def test_ab_test_template_on_spark_connect_equals_duckdb(loaded, small_warehouse
     decision = {k: r["summary"].get("decision") for k, r in runs.items()}
     assert decision["sc"] == decision["duckdb"] and decision["sc"]
     assert (sc["dir"] / "report.html").exists()
+
+
+@pytest.mark.slow  # one readout on the server (~1 min on a loaded 2-core machine)
+def test_spark_plans_read_the_units_once_and_join_by_key(loaded, tmp_path):
+    """The physical plans of every query a readout sends to the server (Spark's own EXPLAIN):
+    no nested-loop join or cartesian product (a ``NOT IN`` subquery is planned as one: at 1M
+    users the readout did not finish in 40 min), and the units and unit values are tables
+    computed once (a checkpointed temporary view), so the statistics queries no longer group
+    all the assignments each time."""
+    out = subprocess.run([sys.executable, "-c", PLANS, loaded, EXPERIMENT], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["units"].startswith("_wb_a_") and res["values"].startswith("_wb_units_")
+    plans = res["plans"]
+    assert len(plans) >= 10
+    for plan in plans:
+        assert "NestedLoopJoin" not in plan and "CartesianProduct" not in plan, plan
+    # the assignments are scanned by the checks only: the statistics read the stored units
+    reading = [p for p in plans if "spark_catalog.default.assignments" in p]
+    assert 0 < len(reading) <= 3, len(reading)
+    assert not any("spark_catalog.default.assignments" in p for p in plans[-3:])

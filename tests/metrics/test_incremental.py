@@ -97,13 +97,20 @@ def _full(path, metrics, **kw):
 
 def _both(path, metrics, state):
     """The incremental statistics, the full recompute of the same experiment (the compiler
-    without the state) and the update."""
+    without the state) and the update. The metrics without ``distinct`` aggregations (read
+    from the state's ``unit_table``; with one, the compiler joins ``settled`` + ``pending`` to
+    the units) are compared here as well."""
     from dataclasses import replace
 
     exp = _open(path, metrics, incremental=state)
     try:
-        full = replace(exp.compiler, per_unit=None).sufficient_stats()
-        return exp.compiler.sufficient_stats(), full, exp.incremental
+        c = exp.compiler
+        additive = [m for m in c.metrics if all(a.aggregation != "distinct" for _, a, _ in m.parts)]
+        if len(additive) < len(c.metrics):
+            _assert_equal(replace(c, per_unit=None, metrics=additive).sufficient_stats(),
+                          c.with_metrics(additive).sufficient_stats())
+        full = replace(c, per_unit=None).sufficient_stats()
+        return c.sufficient_stats(), full, exp.incremental
     finally:
         exp.con.disconnect()
 
@@ -261,6 +268,78 @@ def test_readout_segments_and_cli(source, tmp_path, capsys):
         manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
     assert manifest["runs"] == 2 and manifest["lookback_days"] == 2
     assert manifest["settled_until"] == "2026-10-16T00:00:00"
+
+
+def test_new_days_are_added_in_place_and_settled_days_compacted(source, metrics_file,
+                                                                 tmp_path):
+    """Days that arrive complete (no late events): each run aggregates the new day only and
+    adds its rows to the units' rows in place; the settled days' rows are added to
+    ``settled`` once they outnumber it (a compaction). Every run equals a full recompute."""
+    import json
+
+    work, state = tmp_path / "work.duckdb", tmp_path / "state.duckdb"
+    arrival = Arrival(source, work)
+    compacted = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for d in range(1, 7):
+            cutoff = START + dt.timedelta(days=d)
+            arrival.day(cutoff)
+            inc, full, update = _both(work, metrics_file, state)
+            _assert_equal(full, inc)
+            assert update.rebuilt == (d == 1)
+            if d > 1:
+                assert update.scanned_from == cutoff - dt.timedelta(days=1)
+            with duckdb.connect(str(state), read_only=True) as con:
+                manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
+                n_units = con.execute("SELECT count(*) FROM unit_table").fetchone()[0]
+                oldest = con.execute("SELECT min(day) FROM pending").fetchone()[0]
+            compacted.append(manifest["compacted_at_run"])
+            with duckdb.connect(str(work), read_only=True) as con:  # the units, by hand
+                want = con.execute(
+                    f"SELECT count(*) FROM (SELECT user_id FROM assignments WHERE experiment_id"
+                    f" = '{EXPERIMENT}' GROUP BY 1 HAVING min(variant) = max(variant))"
+                ).fetchone()[0]
+            assert n_units == want
+    assert 1 < max(compacted) <= 6  # a compaction happened ...
+    assert oldest >= dt.datetime.fromisoformat(manifest["settled_until"]) - dt.timedelta(
+        days=6 - max(compacted) + 1)  # ... and dropped the compacted days from `pending`
+
+
+def test_crossovers_kept_in_their_first_variant(source, tmp_path):
+    """With ``exclude_crossovers=False`` the state's units keep each crossover in the variant
+    of its first exposure, as a full recompute does; a day later still equal."""
+    from dataclasses import replace
+
+    work, state = tmp_path / "work.duckdb", tmp_path / "state.duckdb"
+    arrival = Arrival(source, work)
+    lo = dt.datetime(1900, 1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for d in (3, 4):
+            cutoff = START + dt.timedelta(days=d)
+            arrival.day(cutoff)
+            hi = cutoff - dt.timedelta(hours=1)
+            with duckdb.connect(str(work)) as con:  # some units also seen an hour later in
+                # another variant (crossovers: the sample has none)
+                con.execute(
+                    "INSERT INTO assignments SELECT a.* REPLACE (CASE WHEN a.variant = v.lo "
+                    "THEN v.hi ELSE v.lo END AS variant, a.assigned_at + INTERVAL 1 HOUR AS "
+                    "assigned_at) FROM assignments a, (SELECT min(variant) lo, max(variant) hi "
+                    f"FROM assignments) v WHERE a.user_id % 17 = 2 AND a.assigned_at >= '{lo}' "
+                    f"AND a.assigned_at < '{hi}'")
+                assert con.execute("SELECT count(*) FROM (SELECT user_id FROM assignments "
+                                   "GROUP BY 1 HAVING min(variant) <> max(variant))"
+                                   ).fetchone()[0] > 0
+            lo = hi
+            exp = _open(work, None, exclude_crossovers=False, incremental=state)
+            try:
+                c = exp.compiler
+                _assert_equal(replace(c, per_unit=None).sufficient_stats(),
+                              c.sufficient_stats())
+                assert exp.incremental.rebuilt == (d == 3)
+            finally:
+                exp.con.disconnect()
 
 
 def test_pending_days_reused_until_their_events_or_exposures_change(source, metrics_file,

@@ -1,12 +1,14 @@
 """``workbench serve``: Voilà on the dashboards, with secure defaults.
 
 Sources stripped, no tracebacks, only pictures served, no template or theme switching by URL,
-localhost unless told otherwise, and secrets kept off the command line. Kernels are bounded: at
-most ``MAX_KERNELS`` at once (a "busy" page beyond, see :mod:`workbench.dashboards.kernels`), and
-the kernel of a page that was closed (or never opened its websocket) is culled after
-``CULL_IDLE_TIMEOUT`` seconds; an open page's kernel is never culled. SIGTERM, SIGHUP and SIGINT
-all stop the server the same way: its kernels shut down, its private folder removed
-(:func:`serve`).
+localhost unless told otherwise, and secrets kept off the command line. Pages use the package's
+``workbench`` Voilà template (``voila/templates/workbench``, found through ``JUPYTER_PATH``): the
+experiment dashboard's decision is plain HTML in the streamed page, readable before Voilà's
+JavaScript has loaded. Kernels are bounded: at most ``MAX_KERNELS`` at once (a "busy" page
+beyond, see :mod:`workbench.dashboards.kernels`), and the kernel of a page that was closed (or
+never opened its websocket) is culled after ``CULL_IDLE_TIMEOUT`` seconds; an open page's kernel
+is never culled. SIGTERM, SIGHUP and SIGINT all stop the server the same way: its kernels shut
+down, its private folder removed (:func:`serve`).
 """
 from __future__ import annotations
 
@@ -46,6 +48,11 @@ FILL_DELAY = 2.0
 STOP_TIMEOUT = 15  # seconds Voilà gets to shut its kernels down after SIGINT/SIGTERM
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what systemd, docker, kill and a closed terminal send
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# A private folder (in the server's config folder) where its kernels share the figures they drew
+# (workbench.dashboards.widgets._png): a refilled kernel reads them instead of drawing them again.
+FIGURES_ENV = "WORKBENCH_DASHBOARD_FIGURES"
+TEMPLATE = "workbench"  # voila/templates/workbench here: `lab` plus the decision as plain HTML
+TEMPLATE_ROOT = Path(__file__).resolve().parent  # a Jupyter data folder: holds voila/templates/
 
 
 def voila_command(target: str | Path, *, port: int, ip: str = "127.0.0.1",
@@ -67,6 +74,7 @@ def voila_command(target: str | Path, *, port: int, ip: str = "127.0.0.1",
         "--show_tracebacks=False",
         f"--VoilaConfiguration.file_allowlist={FILE_ALLOWLIST}",
         f"--VoilaConfiguration.file_denylist={FILE_DENYLIST}",
+        f"--template={TEMPLATE}",  # found in TEMPLATE_ROOT (start_server puts it on JUPYTER_PATH)
         "--VoilaConfiguration.allow_template_override=NO",
         "--VoilaConfiguration.allow_theme_override=NO",
         f"--MappingKernelManager.cull_idle_timeout={int(cull_idle_timeout)}",
@@ -179,6 +187,11 @@ def start_server(target: str | Path, *, port: int, ip: str = "127.0.0.1",
         uri = f"sqlite:///{db.resolve()}"
     run_env["MLFLOW_TRACKING_URI"] = uri
     run_env.pop("JUPYTER_TOKEN", None)
+    figures = config_dir / "figures"
+    figures.mkdir(mode=0o700, exist_ok=True)
+    run_env[FIGURES_ENV] = str(figures.resolve())
+    jupyter_path = [str(TEMPLATE_ROOT), run_env.get("JUPYTER_PATH")]  # ours first
+    run_env["JUPYTER_PATH"] = os.pathsep.join(p for p in jupyter_path if p)
     if all_runs:
         run_env[ALL_RUNS_ENV] = "1"
     cmd = voila_command(Path(target).resolve(), port=port, ip=ip,

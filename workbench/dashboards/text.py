@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workbench import format as fmt
-from workbench.readout import table
+from workbench.readout import numbers, table
 from workbench.readout.decision import not_computed
 from workbench.readout.record import (
     ARMS,
@@ -31,6 +31,7 @@ NO_RUNS = ("No published {kind} runs yet. A data scientist publishes one with "
 RUN_NOT_FOUND = "Run “{run_id}” was not found among the {scope} runs."
 SHOWING_LATEST = " Showing the latest one instead."
 PART_FAILED = "This part of the dashboard could not be shown."
+LOADING_WIDGETS = "Loading the choice of runs, metrics and segments…"
 NO_RECORD = ("This run logged no readout record (it was made by an older version of the "
              "workbench), so its results cannot be shown here; run the readout again.")
 NO_DECISION = "No decision was recorded for this run."
@@ -73,7 +74,7 @@ PLAN_HEAD = ["metric", "CUPED", "baseline", "rho", "MDE", "units (fixed)", "days
 
 # ------------------------------------------------------------------------------- numbers
 # Every number is written by workbench.format (one place for every surface); what a row shows
-# (the adjusted p-value, the oriented chance to win) is chosen by workbench.readout.table.
+# (the adjusted p-value, the oriented chance to win) is chosen by workbench.readout.numbers.
 def finite(value: Any) -> bool:
     """True for a number that is neither None, NaN nor infinite."""
     return fmt.finite(value)
@@ -108,7 +109,7 @@ def chance_to_win(record: ReadoutRecord) -> dict:
         frame = overall_rows(record.table(name))
         if frame is not None and "chance_to_win" in frame.columns \
                 and frame["chance_to_win"].notna().any():
-            return {(r["metric"], r["variant"]): table.chance_of(r)
+            return {(r["metric"], r["variant"]): numbers.chance_of(r)
                     for r in frame.to_dict("records")}
     return {}
 
@@ -116,11 +117,11 @@ def chance_to_win(record: ReadoutRecord) -> dict:
 def evidence(row: Mapping[str, Any], record: ReadoutRecord) -> str:
     """``p = 0.0600 (adjusted, Holm across 12 comparisons; raw 0.0300)`` or ``p = 0.0300``
     (the row's shown p-value, labelled); empty without a p-value."""
-    p = table.shown_p(row)
+    p = numbers.shown_p(row)
     if not finite(p):
         return ""
     label = record.p_value_label
-    if table.corrected(record.tables.get(RESULTS), record.correction):
+    if numbers.corrected(record.tables.get(RESULTS), record.correction):
         return f"{fmt.p_equals(p)} ({label}; raw {fmt.p_value(row.get('p_value'))})"
     return fmt.p_equals(p)
 

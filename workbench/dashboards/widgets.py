@@ -1,5 +1,7 @@
 """The Voilà dashboards (ipywidgets). The notebooks in ``notebooks/dashboards/`` only call
-:func:`experiment_dashboard` and :func:`model_dashboard`.
+:func:`experiment_page` (the experiment dashboard with its decision as plain HTML first, for
+``workbench serve``'s ``workbench`` template) and :func:`model_dashboard`;
+:func:`experiment_dashboard` is the experiment dashboard as one widget.
 
 The experiment dashboard loads a run's readout record in one call and renders it; the model
 dashboard shows what the model templates logged. Viewer input (dropdowns, the query string) is
@@ -7,6 +9,7 @@ only matched against existing runs and metrics, and escaped wherever it is shown
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import logging
@@ -25,6 +28,7 @@ from workbench.dashboards.catalogue import (
     load_run,
     published_only_default,
 )
+from workbench.dashboards.server import FIGURES_ENV
 from workbench.errors import DataError
 from workbench.readout.record import RESULTS, ROBUSTNESS, SEGMENTS, TIMESERIES, ReadoutRecord
 from workbench.tracking.plans import TABLE as PLAN_TABLE
@@ -160,17 +164,15 @@ def quiet_tracebacks() -> None:
 
 
 def warm_up() -> None:
-    """Import what drawing a dashboard needs (done by a preheated kernel before any viewer),
-    and keep tracebacks away from viewers (:func:`quiet_tracebacks`)."""
+    """Import what showing a dashboard needs (done by a preheated kernel before any viewer),
+    and keep tracebacks away from viewers (:func:`quiet_tracebacks`). Matplotlib is imported
+    only to draw a figure that no kernel of the server has drawn yet (:func:`_png`)."""
     quiet_tracebacks()
     import ipywidgets  # noqa: F401
-    import matplotlib.figure  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
     import workbench.data.quality  # noqa: F401 - the check names and statuses
-
-    plots()
 
 
 def preheated() -> bool:
@@ -276,12 +278,45 @@ def cached_run(run_id: str, runs: list[RunRecord]) -> LoadedRun:
     return LoadedRun(record=record, tables=loaded.tables, figures=loaded.figures)
 
 
+def _shared_png(key: tuple) -> Path | None:
+    """Where the server's kernels share the PNG of ``key`` (``FIGURES_ENV``'s private folder,
+    set by ``workbench serve``), or None."""
+    folder = os.environ.get(FIGURES_ENV)
+    if not folder:
+        return None
+    return Path(folder) / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:40]}.png"
+
+
 def _png(key: tuple, build) -> bytes:
-    """The PNG of the figure ``build()`` draws, drawn once per ``key``."""
+    """The PNG of the figure ``build()`` draws, drawn once per ``key`` and kernel, and once per
+    server when its kernels share a folder (a preheated kernel then reads what an earlier
+    one drew instead of importing matplotlib and drawing it again)."""
     data = _PNGS.get(key)
+    if data is not None:
+        return data
+    shared = _shared_png(key)
+    try:
+        data = shared.read_bytes() if shared is not None else None
+    except OSError:
+        data = None
     if data is None:
-        data = _PNGS[key] = _figure_png(build())
+        data = _figure_png(build())
+        if shared is not None:
+            _write_shared(shared, data)
+    _PNGS[key] = data
     return data
+
+
+def _write_shared(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (kernels may write the same file at once)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            out.write(data)
+        os.replace(out.name, path)
+    except OSError:
+        log.debug("sharing figure %s failed", path, exc_info=True)
 
 
 def _forest(record: ReadoutRecord):
@@ -374,17 +409,17 @@ class _Dashboard:
     def _scope(self) -> str:
         return "published" if self.published_only else "logged"
 
-    def start(self):
-        """Fill the selectors (honouring ``?run=``) and render the chosen run."""
+    def choose(self) -> RunRecord | None:
+        """The run shown first: ``?run=`` (else ``?experiment=``'s newest, else the newest); the
+        notice says when the requested run is not there. None when there are no runs."""
         if not self.runs:
-            self.experiment_select.layout.display = self.run_select.layout.display = "none"
             scope = "published " if self.published_only else ""
             self.notice.value = self.notice.value or box(
                 text.NO_RUNS.format(kind=self.kind).replace("published ", scope), "info")
             if self.requested:
                 self.notice.value = box(esc(text.RUN_NOT_FOUND.format(
                     run_id=self.requested, scope=self._scope())), "warning") + self.notice.value
-            return
+            return None
         chosen = self.default(self.runs)
         if self.requested:
             found = find_run(self.requested, self.runs)
@@ -397,6 +432,17 @@ class _Dashboard:
         elif self.query.get("experiment"):
             same = [r for r in self.runs if r.experiment == self.query["experiment"]]
             chosen = self.default(same) if same else chosen
+        return chosen
+
+    def start(self):
+        """Fill the selectors (honouring ``?run=``) and render the chosen run."""
+        self.present(self.choose())
+
+    def present(self, chosen: RunRecord | None):
+        """Fill the selectors with ``chosen`` selected and render it (no selectors without)."""
+        if chosen is None:
+            self.experiment_select.layout.display = self.run_select.layout.display = "none"
+            return
         experiments = list(dict.fromkeys(r.experiment for r in self.runs))
         self.experiment_select.options = experiments
         self.experiment_select.value = chosen.experiment
@@ -474,6 +520,28 @@ class _Dashboard:
                 box(esc(f"{text.PART_FAILED} ({type(exc).__name__})"), "bad")))
 
 
+# The served page (experiment_page): what the `workbench` Voilà template writes as plain HTML,
+# the id of the static lead (hidden by a <style> once the viewer picks another run) and the
+# class of the "loading" line (hidden by a <style> in the widget, once it is drawn).
+STATIC_METADATA = {"workbench": {"static": True}}
+STATIC_LEAD_ID = "wb-static-lead"
+PENDING_CLASS = "wb-pending"
+_HIDE_STATIC = f"<style>#{STATIC_LEAD_ID}{{display:none}}</style>"
+_HIDE_PENDING = f"<style>.{PENDING_CLASS}{{display:none}}</style>"
+_HEADING = "<h2 style='margin:4px 0'>Experiment results</h2>"
+_STATIC_FRAME = "max-width:1400px;padding:0 12px;box-sizing:border-box"  # the widget's own frame
+
+
+def decision_html(record: ReadoutRecord) -> str:
+    """The decision box of a readout: headline, each variant's decision with its reasons, and
+    the readout's other sentences (:func:`workbench.dashboards.text.decision_sentences`)."""
+    headline, sentences = text.decision_sentences(record)
+    return box(
+        "<div style='font-size:13px;color:#555'>Decision</div>"
+        f"<div style='font-size:20px;font-weight:600;line-height:1.3'>{esc(headline)}</div>"
+        + _reasons(text.decision_reasons(record)) + _bullets(sentences), "info")
+
+
 class ExperimentDashboard(_Dashboard):
     """The experiment dashboard: decision, lift, chance to win, cumulative lift, segments, SRM.
 
@@ -481,11 +549,18 @@ class ExperimentDashboard(_Dashboard):
     plan run of the experiment (offered in the run list with its planned days) shows the plan
     it logged (headline, plan table, power curve).
     Build with :func:`experiment_dashboard`; ``widget`` is what the notebook displays.
+
+    With ``static``, the page's heading, notice and lead (the decision box, or a plan's
+    headline) of the run shown first are ``static_html`` (plain HTML, shown before the widgets:
+    :func:`experiment_page`) and left out of the widget; the widget is built when ``widget`` is
+    first read. Once the viewer picks another run, the widget shows that run's lead and hides
+    the static one, so no decision is shown twice or stale.
     """
 
     kind = "experiment"
 
-    def __init__(self, run_id=None, *, metric=None, published_only=None, query_string=None):
+    def __init__(self, run_id=None, *, metric=None, published_only=None, query_string=None,
+                 static: bool = False):
         super().__init__(run_id, published_only, query_string)
         w = self.widgets
         self.record: ReadoutRecord | None = None
@@ -496,11 +571,43 @@ class ExperimentDashboard(_Dashboard):
         self.metric_select.observe(self._on_metric, names="value")
         self.dimension_select.observe(self._on_metric, names="value")
         self.metric_area = w.VBox()
-        self.widget = w.VBox([
-            w.HTML("<h2 style='margin:4px 0'>Experiment results</h2>"),
+        self.static = bool(static)
+        self.static_run: str | None = None  # the run whose lead static_html shows
+        self.static_html = ""
+        self._widget = w.VBox([
+            *([] if self.static else [w.HTML(_HEADING)]),
             self.notice, w.HBox([self.experiment_select, self.run_select]), self.body,
         ], layout=w.Layout(max_width="1400px", padding="0 12px"))
-        self.start()
+        self._chosen: RunRecord | None = None
+        self._started = not self.static
+        self._static_pending = self.static  # the first render leaves its lead to static_html
+        if self.static:
+            self._chosen = self.choose()
+            self.static_html = self._static_page(self._chosen)
+            self.notice.value = _HIDE_PENDING  # the notice is in the static part
+        else:
+            self.start()
+
+    @property
+    def widget(self):
+        """The dashboard widget (built on first use with ``static``)."""
+        if not self._started:
+            self._started = True
+            self.present(self._chosen)
+        return self._widget
+
+    def _static_page(self, chosen: RunRecord | None) -> str:
+        lead = ""
+        if chosen is not None:
+            try:
+                lead = self._view(cached_run(chosen.run_id, self.runs), lead_only=True)[0]
+                self.static_run = chosen.run_id
+            except Exception:  # noqa: BLE001 - the widget will say what failed, in words
+                log.debug("the static lead of run %s failed", chosen.run_id, exc_info=True)
+        return (f"<div style='{_STATIC_FRAME}'>{_HEADING}"
+                f"<div id='{STATIC_LEAD_ID}'>{self.notice.value}{lead}</div>"
+                f"<div class='{PENDING_CLASS}' style='font-size:12px;color:#555;margin:4px 0'>"
+                f"{esc(text.LOADING_WIDGETS)}</div></div>")
 
     def accepts(self, record: RunRecord) -> bool:
         """Readouts, and the plan runs of experiments (listed with their planned days)."""
@@ -540,23 +647,36 @@ class ExperimentDashboard(_Dashboard):
             log.debug("preparing the newest run failed", exc_info=True)
 
     def render(self, run: LoadedRun) -> list:
+        """The run's lead (decision box or plan headline) and the rest of its view; with
+        ``static``, the run shown first leaves its lead to ``static_html`` and any later one
+        hides that static lead."""
+        lead, rest = self._view(run)
+        first, self._static_pending = self._static_pending, False
+        if self.static and first and run.run_id == self.static_run:
+            return rest
+        if self.static and self.static_run is not None:
+            lead = _HIDE_STATIC + lead
+        return [self.widgets.HTML(lead), *rest]
+
+    def _view(self, run: LoadedRun, lead_only: bool = False) -> tuple[str, list]:
+        """(the lead's HTML, the other widgets of the view; none with ``lead_only``)."""
         w = self.widgets
         if RESULTS not in run.tables and run.record.kind == "plan":
+            if lead_only:
+                return self._plan_head(run), []
             self.record = None
             self.metric_area.children = []
-            return self._plan_view(run)
+            return self._plan_head(run), self._plan_view(run)
         try:
             record = ReadoutRecord.from_logged(run.summary, run.tables)
         except DataError:  # an older run: say so, in one sentence
-            self.record = None
-            self.metric_area.children = []
-            return self._message(text.NO_RECORD, "warning")
+            if not lead_only:
+                self.record = None
+                self.metric_area.children = []
+            return box(esc(text.NO_RECORD), "warning"), []
+        if lead_only:
+            return decision_html(record), []
         self.record = record
-        headline, sentences = text.decision_sentences(record)
-        decision = w.HTML(box(
-            "<div style='font-size:13px;color:#555'>Decision</div>"
-            f"<div style='font-size:20px;font-weight:600;line-height:1.3'>{esc(headline)}</div>"
-            + _reasons(text.decision_reasons(record)) + _bullets(sentences), "info"))
         srm_kind, srm_text = text.srm_status(record)
         dq_kind, dq_lines = text.quality_status(record)
         status = w.HBox([
@@ -581,7 +701,7 @@ class ExperimentDashboard(_Dashboard):
         finally:
             self._updating = False
         self._render_metric()
-        return [decision, status, *self._plan_link(record), table, lift, *extra,
+        return decision_html(record), [status, *self._plan_link(record), table, lift, *extra,
                 w.HTML("<h3 style='margin:14px 0 4px'>One metric over time and by segment</h3>"),
                 w.HBox([self.metric_select, self.dimension_select]), self.metric_area]
 
@@ -595,13 +715,16 @@ class ExperimentDashboard(_Dashboard):
         return [self.widgets.HTML(box(f"<b>{esc(text.PLAN_TITLE)}.</b> {esc(sentence)}",
                                       "info"))]
 
+    @staticmethod
+    def _plan_head(run: LoadedRun) -> str:
+        """A plan run's headline box."""
+        return box(f"<div style='font-size:13px;color:#555'>{esc(text.PLAN_TITLE)}</div>"
+                   "<div style='font-size:18px;font-weight:600;line-height:1.3'>"
+                   f"{esc(text.plan_sentence(run.record))}</div>", "info")
+
     def _plan_view(self, run: LoadedRun) -> list:
-        """A plan run: its headline, its plan table and its power curve."""
-        w = self.widgets
-        head = w.HTML(box(f"<div style='font-size:13px;color:#555'>{esc(text.PLAN_TITLE)}</div>"
-                          "<div style='font-size:18px;font-weight:600;line-height:1.3'>"
-                          f"{esc(text.plan_sentence(run.record))}</div>", "info"))
-        children = [head, self._wide(text.PLAN_TABLE_TITLE, lambda: [
+        """A plan run below its headline: its plan table and its power curve."""
+        children = [self._wide(text.PLAN_TABLE_TITLE, lambda: [
             self._full_width(self._plan_html(run))])]
         if "power_curve" in run.figures:
             children.append(self._safe(text.PLAN_FIGURE_TITLE, lambda: [
@@ -698,6 +821,21 @@ def experiment_dashboard(run_id: str | None = None, *, metric: str | None = None
     """
     return ExperimentDashboard(run_id, metric=metric, published_only=published_only,
                                query_string=query_string).widget
+
+
+def experiment_page(run_id: str | None = None, *, metric: str | None = None,
+                    published_only: bool | None = None,
+                    query_string: str | None = None) -> ExperimentDashboard:
+    """The served experiment dashboard, in two notebook cells: this one displays the decision of
+    the run shown first as an output the ``workbench`` Voilà template writes into the page as
+    plain HTML (readable before Voilà's JavaScript has loaded), the next one displays the
+    returned dashboard's ``widget``. Parameters as :func:`experiment_dashboard`'s."""
+    from IPython.display import display
+
+    dashboard = ExperimentDashboard(run_id, metric=metric, published_only=published_only,
+                                    query_string=query_string, static=True)
+    display({"text/html": dashboard.static_html}, raw=True, metadata=STATIC_METADATA)
+    return dashboard
 
 
 class ModelDashboard(_Dashboard):

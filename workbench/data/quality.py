@@ -445,17 +445,20 @@ def _check_assignments(checks: _Checks, plan: _Plan, assignments, events=None, u
         v_min=a.variant.min(), v_max=a.variant.max(), first_at=a.assigned_at.min(),
         unknown=(~a.variant.isin(known)).cast("int64").sum())
     with_users = users is not None and "user_id" in usable.get("users", set())
-    extra = {}
-    if with_users:  # in the same scan: a semi-join, so duplicate users rows do not count twice
-        extra["missing"] = (~per_user.user_id.isin(users.user_id)).cast("int64").sum()
-    totals = _scalar_row(per_user.aggregate(
+    c, extra = per_user, {}
+    if with_users:  # in the same scan: a left join to the distinct users ids (duplicate users
+        # rows do not count twice); not NOT IN, which Spark plans as a nested-loop join
+        ids = users.select(_in_users=users.user_id).distinct()
+        c = per_user.left_join(ids, per_user.user_id == ids._in_users)
+        extra["missing"] = c._in_users.isnull().cast("int64").sum()
+    totals = _scalar_row(c.aggregate(
         **extra,
-        users=per_user.count(),
-        multi=(per_user.v_min != per_user.v_max).cast("int64").sum(),
-        unknown_users=(per_user.unknown > 0).cast("int64").sum(),
-        unknown_rows=per_user.unknown.sum(),
-        early=(per_user.first_at < ibis.literal(start_ts)).cast("int64").sum(),
-        late=(per_user.first_at >= ibis.literal(end_ts)).cast("int64").sum(),
+        users=c.count(),
+        multi=(c.v_min != c.v_max).cast("int64").sum(),
+        unknown_users=(c.unknown > 0).cast("int64").sum(),
+        unknown_rows=c.unknown.sum(),
+        early=(c.first_at < ibis.literal(start_ts)).cast("int64").sum(),
+        late=(c.first_at >= ibis.literal(end_ts)).cast("int64").sum(),
     ))
     n_users = int(totals["users"])
     if n_users == 0:

@@ -71,14 +71,42 @@ def _column(metric: str, tag: str) -> str:
 def _temporary(expr, name: str):
     """``expr`` computed once into a temporary table of its engine (dropped with the
     connection), or ``expr`` itself on an engine that cannot create one. Not
-    ``Table.cache()``: its finalizer's DROP fails noisily on DuckDB (ibis 12)."""
+    ``Table.cache()``: its finalizer's DROP fails noisily on DuckDB (ibis 12), and on Spark
+    Connect at exit. Spark has no temporary tables (ibis raises): see :func:`_spark_checkpoint`."""
     import uuid
 
+    name = f"_wb_{name}_{uuid.uuid4().hex[:12]}"
     try:
-        return expr._find_backend().create_table(f"_wb_{name}_{uuid.uuid4().hex[:12]}", expr,
-                                                 temp=True)
+        backend = expr._find_backend()
+        if backend.name == "pyspark":
+            return _spark_checkpoint(backend, expr, name)
+        return backend.create_table(name, expr, temp=True)
     except Exception:  # noqa: BLE001 (an engine without temporary tables)
         return expr
+
+
+def _spark_checkpoint(backend, expr, name: str):
+    """On Spark, ``expr`` computed now (``localCheckpoint``: kept by the executors, memory and
+    disk) as a temporary view of the session. Without it Spark, which has no temporary
+    tables, recomputes the units from all the assignments and events in every query. A
+    checkpoint, not ``cache()``: no later query of the same SQL can match it, so it cannot
+    serve stale rows after the tables change. The view is dropped when the returned table is
+    garbage collected, else with the session; the client releases the checkpoint itself."""
+    import weakref
+
+    df = backend._session.sql(backend.compile(expr)).localCheckpoint(eager=True)
+    df.createOrReplaceTempView(name)
+    t = backend.table(name)
+    drop = weakref.finalize(t.op(), _drop_view, backend._session, name)
+    drop.atexit = False  # at exit the Connect client cannot send; the session drops its views
+    return t
+
+
+def _drop_view(session, name: str) -> None:
+    try:
+        session.catalog.dropTempView(name)
+    except Exception:  # noqa: BLE001 (session gone: its views went with it)
+        pass
 
 
 class StatisticsCompiler:
@@ -407,7 +435,10 @@ class MetricCompiler(StatisticsCompiler):
         aggs, source = self.unit_aggregates(e)
         per_unit = (e.group_by("user_id").aggregate(**aggs) if self.per_unit is None
                     else self.per_unit(self, e))  # incremental state (metrics/incremental.py)
-        joined = units.left_join(per_unit, units.user_id == per_unit.user_id)
+        stored = "variant" in per_unit.columns  # the incremental state's table of the units
+        joined = per_unit if stored else units.left_join(per_unit,
+                                                         units.user_id == per_unit.user_id)
+        base = joined if stored else units
         cols = {}
         for m in self.metrics:
             for tag, agg, _ in m.parts:
@@ -415,9 +446,10 @@ class MetricCompiler(StatisticsCompiler):
                 if self._binary(m, tag, agg):
                     v = (v > 0).cast("int64")
                 cols[_column(m.name, tag)] = v.cast("float64")
-        out = joined.select(units.user_id, units.variant, units.assigned_at, **cols)
-        out = covariates.add_attributes(self, out)  # one-hot users columns, if any
-        out = self._materialised(out)
+        out = joined.select(base.user_id, base.variant, base.assigned_at, **cols)
+        attributed = covariates.add_attributes(self, out)  # one-hot users columns, if any
+        # a projection of the state's stored table is read as it is, not copied
+        out = out if stored and attributed is out else self._materialised(attributed)
         return self._cap(out) if capped else out
 
     def _materialised(self, out):
@@ -425,7 +457,8 @@ class MetricCompiler(StatisticsCompiler):
         connection) and reused by the caps, the overall and the segment statistics, so the
         events are scanned once for them (the per-day series scans them again, by day).
         Engines that cannot create one keep the expression. With incremental state
-        (``per_unit``) it is made from the state's per-unit aggregates, once per run."""
+        (``per_unit``) the state's table of the units is read instead (no copy), unless
+        ``users`` attributes are joined to it."""
         if self._values is None:
             self._values = _temporary(out, "units")
         return self._values

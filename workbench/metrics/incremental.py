@@ -1,35 +1,42 @@
 """Incremental readouts: per-unit running aggregates kept in a state file, updated each run with
-the events that arrived since the last one.
+the events and assignments that arrived since the last one.
 
-The state is a local DuckDB file ATTACHed to the source's DuckDB session: the source stays
-read-only and untouched (a team's warehouse often is), nothing is copied out of the engine (the
-per-unit table, about one row per user, is written by the same DuckDB that reads the events), and
-the file is small (1M users: ~100 MB). Tables of the state:
+The state is a local DuckDB file ATTACHed to the source's DuckDB session (not tables in the
+source): the source stays read-only and untouched (a team's warehouse often is), nothing is
+copied out of the engine (the per-unit tables are written by the same DuckDB that reads the
+events, in the same queries), and the file is small (1M users: ~50 MB). Tables of the state:
 
-- ``settled``: one row per user with events in the settled region ``[pre_start, settled_until)``:
+- ``assigned``: one row per user assigned to the experiment (smallest and largest variant, the
+  first exposure's variant, first and last exposure): the units are a projection of it, so the
+  assignments are not grouped again each run (only the users with an assignment on the newest
+  days are summarised again; see :meth:`IncrementalState._assigned`).
+- ``unit_table``: one row per unit, ``user_id, variant, assigned_at`` and its aggregates
+  (``settled`` + all its ``pending`` rows): the table the statistics are computed from, read by
+  the compiler as its unit table (:attr:`MetricCompiler.per_unit`), kept up to date in place.
+- ``settled``: one row per user with events in the settled region ``[pre_start, x)``:
   ``user_id`` and one column per additive aggregate of the metrics (``count``, ``any``, ``sum``),
-  taken with the user's exposure at the time the day was settled (a user who was no unit then
-  has no 'during' events there).
-- ``pending``: the days after the settled region (the lookback days and the newest day), one
-  row per day x user with the same columns, each day kept with the fingerprints of its events
-  and of the units exposed before its end (in the manifest).
+  taken with the user's exposure at the time the day was aggregated (a user who was no unit
+  then has no 'during' events there).
+- ``pending``: one row per day x user with the same columns, for the days after ``settled``:
+  the lookback days and the newest day, each kept with the fingerprints of its events and of
+  the units exposed before its end (in the manifest), and the settled days not yet added to
+  ``settled`` (they are, in place, once their rows outnumber it: :data:`COMPACT`).
 - ``manifest``: one JSON row (:class:`Manifest`): definitions hash (the aggregates held),
-  experiment and window, lookback, ``settled_until``, watermark, the fingerprint of the settled
-  events, that of the units exposed before ``settled_until`` and those of the pending days.
+  experiment and window, lookback, ``settled_until``, watermark, the fingerprints of the settled
+  events, of the units (before ``settled_until`` and per day of first exposure), of the pending
+  days and of the assignments per day.
 
-This run's units are a temporary table of the session (computed once, read by every query).
-
-Each run checks the fingerprint of each day from ``settled_until`` on (one scan of those days'
-two columns) and re-aggregates from the events only the days whose events or exposures changed
-(the newest day, a day that received late events; an event arriving up to ``lookback_days``
-after its day is counted); the other pending days' rows are reused. The days that leave the
-lookback move from ``pending`` to ``settled`` in place (a sum per user of their pending rows, an
-UPDATE of the users already settled and an INSERT of the others: no event is read again and the
-table is never rewritten); a run's writes are one transaction of the state file (one commit; a
-run that fails half-way leaves the state as it was). The compiler reads the per-unit aggregates
-as ``settled + pending`` (:attr:`MetricCompiler.per_unit`; its unit table made from them once
-per run). Caps, CUPED, covariates, quantiles and segments are then computed from the per-unit
-values as in a full recompute, so the statistics are the same (to float rounding).
+A run, in one transaction of the state file (one commit; a run that fails half-way leaves the
+state as it was; DuckDB lets one process at a time open the file for writing): update
+``assigned``; check the fingerprints; re-aggregate from the events only the days whose events
+or exposures changed (the newest day, a day that received late events: an event arriving up to
+``lookback_days`` after its day is counted); add a new day's rows to its users' rows of
+``unit_table`` (an UPDATE of the aggregates that can change), or make the rows of the users of
+a re-aggregated day again from ``settled`` + ``pending``, and those of the units whose exposure
+changed (new units). The days that leave the lookback are settled (their fingerprints join the
+settled one; no event is read again). Caps, CUPED, covariates, quantiles and segments are then
+computed from ``unit_table`` as in a full recompute, so the statistics are the same (to float
+rounding).
 
 Rebuild rule: the state is rebuilt from all events when there is no state, or the aggregates of
 the metrics (definitions hash), the experiment, its dates, ``exclude_crossovers`` or the lookback
@@ -42,10 +49,11 @@ lookback are missed.
 Fingerprints, without a join: events ``[pre_start, settled_until)``: row count, ``sum(user_id)``
 and ``sum(epoch_us(event_time))`` (exact, in DuckDB's 128-bit integers; ``hash(user_id)`` mod
 ``2^31 - 1`` for a non-integer ``user_id``), one scan of two columns, and the same per pending
-day; units exposed before a time: count and the sum of ``hash(user_id, assigned_at)`` mod
-``2^31 - 1`` (a day's aggregates depend only on the exposures before its end).
+day; assignments and units per day: count and the sum of ``hash(user_id, variant,
+assigned_at)`` mod ``2^31 - 1`` (a day's aggregates depend only on the exposures before its end).
 
-``distinct`` aggregations do not add over days: they are recomputed from all events each run.
+``distinct`` aggregations do not add over days: a compiler with one reads ``settled`` +
+``pending`` joined to the units and recomputes them from all events each run.
 """
 from __future__ import annotations
 
@@ -59,10 +67,11 @@ from typing import Any
 
 from workbench.errors import ParameterError, SourceError
 
-VERSION = 2  # 2: pending days, settled updated in place (no assigned_at), units fingerprints
+VERSION = 3  # 3: tables `assigned` and `unit_table`; days settled lazily (COMPACT)
 ALIAS = "wb_incremental"
 VERIFY = ("rows", "none")
 _PRIME = 2147483647  # hashes are summed modulo-reduced
+COMPACT = 1.0  # settled days stay in `pending` until their rows outnumber `settled` x this
 
 
 @dataclass
@@ -83,6 +92,9 @@ class Manifest:
     fingerprint: dict[str, int] = field(default_factory=dict)  # of the settled events
     units_fingerprint: dict[str, int] = field(default_factory=dict)  # units before settled_until
     pending: dict[str, dict] = field(default_factory=dict)  # day -> fingerprints of its rows
+    unit_days: dict | None = None  # day of first exposure -> [n, h] of the units (unit_table)
+    assign_days: dict[str, list] = field(default_factory=dict)  # day -> [n, h], assignments
+    compacted_at_run: int = 0
     runs: int = 0
     rebuilt_at_run: int = 0
     reason: str = ""
@@ -119,8 +131,10 @@ def _additive(key) -> bool:
 
 
 def aggregate_keys(compiler) -> list:
-    """The aggregate keys ``(Aggregate, period, days)`` of the compiler's metrics, in order."""
-    _, source = compiler.unit_aggregates(compiler._joined_events())
+    """The aggregate keys ``(Aggregate, period, days)`` of the compiler's metrics, in order
+    (from the expressions only: the units are not needed)."""
+    e = compiler.events
+    _, source = compiler.unit_aggregates(e.mutate(assigned_at=e.event_time))
     return [k for k in source if len(k) == 3]
 
 
@@ -156,6 +170,7 @@ class IncrementalState:
         self.verify = verify
         self.manifest: Manifest | None = None
         self.con = None
+        self._days = None  # this run's per-day event fingerprints: (from, {day: ...})
 
     # -- engine ----------------------------------------------------------------------------
     def _attach(self, compiler) -> None:
@@ -197,50 +212,129 @@ class IncrementalState:
         self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.manifest AS SELECT '{body}' AS body")
 
     # -- pieces ----------------------------------------------------------------------------
-    def _fingerprint_sql(self, compiler, lo: dt.datetime, hi: dt.datetime, by: str = "") -> str:
-        """The query of the fingerprint of the events of ``[lo, hi)``: row count and exact
-        sums (DuckDB's HUGEINT) of ``user_id`` and ``event_time`` in microseconds, a scan of
-        those two columns; ``by``: an expression to group by."""
+    def _event_days(self, compiler, lo: dt.datetime) -> dict:
+        """Per day of the events from ``lo`` on (no upper end), in one scan of two columns:
+        ``{day: {n, u, t, max}}``, the fingerprint (row count and exact sums, in DuckDB's
+        HUGEINT, of ``user_id`` and ``event_time`` in microseconds) and the newest event time.
+        Cached per run; a later call with an earlier ``lo`` scans again."""
+        if self._days is not None and self._days[0] <= lo:
+            return {d: v for d, v in self._days[1].items() if _ts(d) >= lo}
+        e = compiler.events
+        f = self._sql(e.filter(e.event_time >= lo).select("user_id", "event_time"))
+        rows = self.con.raw_sql(
+            f"SELECT date_trunc('day', event_time), count(*), sum({self._uid(compiler)}), "
+            f"sum(epoch_us(event_time)), max(event_time) FROM ({f}) GROUP BY 1").fetchall()
+        days = {_midnight(r[0]).isoformat(): {**dict(zip("nut", map(int, r[1:4]))),
+                                              "max": r[4]} for r in rows}
+        self._days = (lo, days)
+        return days
+
+    def _fingerprint(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict[str, int]:
+        """Fingerprint ``{n, u, t}`` of the events of ``[lo, hi)`` (midnights): the same
+        sums, one scan without grouping (cheaper than by day over all the settled days)."""
+        if self._days is not None and self._days[0] <= lo:  # the days were scanned already
+            days = self._event_days(compiler, lo)
+            return {k: sum(v[k] for d, v in days.items() if _ts(d) < hi) for k in "nut"}
         e = compiler.events
         f = self._sql(e.filter((e.event_time >= lo) & (e.event_time < hi))
                       .select("user_id", "event_time"))
-        uid = "user_id" if e.user_id.type().is_integer() else f"hash(user_id) % {_PRIME}"
-        group = f" GROUP BY {by}" if by else ""
-        return (f"SELECT {by + ', ' if by else ''}count(*), sum({uid}), "
-                f"sum(epoch_us(event_time)) FROM ({f}){group}")
-
-    def _fingerprint(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict[str, int]:
-        """Fingerprint ``{n, u, t}`` of the events of ``[lo, hi)``."""
-        got = self.con.raw_sql(self._fingerprint_sql(compiler, lo, hi)).fetchone()
+        got = self.con.raw_sql(f"SELECT count(*), sum({self._uid(compiler)}), "
+                               f"sum(epoch_us(event_time)) FROM ({f})").fetchone()
         return {k: int(v or 0) for k, v in zip("nut", got)}
 
+    @staticmethod
+    def _uid(compiler) -> str:
+        integer = compiler.events.user_id.type().is_integer()
+        return "user_id" if integer else f"hash(user_id) % {_PRIME}"
+
     def _day_fingerprints(self, compiler, lo: dt.datetime, hi: dt.datetime) -> dict:
-        """The fingerprint of each day of ``[lo, hi)`` that has events, in one scan."""
-        rows = self.con.raw_sql(self._fingerprint_sql(
-            compiler, lo, hi, by="date_trunc('day', event_time)")).fetchall()
-        return {_midnight(r[0]).isoformat(): dict(zip("nut", map(int, r[1:]))) for r in rows}
+        """The fingerprint of each day of ``[lo, hi)`` that has events."""
+        return {d: {k: v[k] for k in "nut"} for d, v in self._event_days(compiler, lo).items()
+                if _ts(d) < hi}
+
+    def _watermark(self, compiler, lo: dt.datetime) -> dt.datetime | None:
+        """The newest event time at or after ``lo`` (None when there is none)."""
+        got = [v["max"] for v in self._event_days(compiler, _midnight(lo)).values()
+               if v["max"] >= lo]
+        if not got:
+            return None
+        import pandas as pd
+
+        return pd.Timestamp(max(got)).to_pydatetime()
+
+    # -- units -----------------------------------------------------------------------------
+    def _assignments_sql(self, compiler) -> str:
+        a = compiler.assignments
+        a = a.filter(a.experiment_id == compiler.window.experiment_id)
+        return self._sql(a.select("user_id", "variant", "assigned_at"))
+
+    def _assigned(self, compiler, m: Manifest | None) -> dict:
+        """Bring table ``assigned`` (one row per user assigned to the experiment: smallest and
+        largest variant, the first exposure's variant if crossovers are kept, first and last
+        exposure) up to date with the assignments; returns their fingerprint per day.
+
+        The assignments are fingerprinted per day (count and sum of ``hash(user_id, variant,
+        assigned_at)`` mod ``2^31 - 1``; a scan of three columns). The users with an
+        assignment from the earliest changed day on, now or at the last run (``last_at``: a
+        deleted assignment), are summarised again from all their assignments (the usual case:
+        the newest day's users); without ``m`` (or when an assignment without a time changed)
+        the table is made again from every assignment."""
+        a = self._assignments_sql(compiler)
+        rows = self.con.raw_sql(
+            "SELECT date_trunc('day', assigned_at), count(*), "
+            f"sum(hash(user_id, variant, assigned_at) % {_PRIME}) FROM ({a}) GROUP BY 1"
+        ).fetchall()
+        now = {("" if r[0] is None else _midnight(r[0]).isoformat()): [int(r[1]), int(r[2])]
+               for r in rows}
+        first = ("min(variant) FILTER (WHERE FALSE)"  # unused (a change of it rebuilds)
+                 if compiler.exclude_crossovers else "arg_min(variant, assigned_at)")
+        summary = ("SELECT user_id, min(variant) AS v_min, max(variant) AS v_max, "
+                   f"{first} AS v_first, min(assigned_at) AS assigned_at, "
+                   f"max(assigned_at) AS last_at FROM ({a}) AS a{{where}} GROUP BY user_id")
+        old = {} if m is None else m.assign_days
+        changed = {d for d in set(now) | set(old) if now.get(d) != old.get(d)}
+        if m is None or "assigned" not in self._tables() or "" in changed:
+            self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.assigned AS "
+                             + summary.format(where=""))
+        elif changed:
+            at = f"TIMESTAMP '{_ts(min(changed)).isoformat(sep=' ')}'"
+            self.con.raw_sql(
+                f"CREATE OR REPLACE TABLE {ALIAS}._wb_changed AS SELECT user_id FROM ({a}) AS a "
+                f"WHERE assigned_at >= {at} UNION SELECT user_id FROM {ALIAS}.assigned "
+                f"WHERE last_at >= {at}")
+            chg = f"user_id IN (SELECT user_id FROM {ALIAS}._wb_changed)"
+            self.con.raw_sql(f"DELETE FROM {ALIAS}.assigned WHERE {chg}")
+            self.con.raw_sql(f"INSERT INTO {ALIAS}.assigned "
+                             + summary.format(where=f" WHERE {chg}"))
+            self.con.raw_sql(f"DROP TABLE {ALIAS}._wb_changed")
+        return now
+
+    def _units(self, compiler):
+        """The units of the experiment (``user_id, variant, assigned_at``) from ``assigned``,
+        as :meth:`ExperimentWindow.units` makes them from the assignments."""
+        import ibis
+
+        s = self.con.table("assigned", database=ALIAS)
+        if compiler.exclude_crossovers:
+            s = s.filter(s.v_min == s.v_max)
+        return s.select("user_id", variant=s.v_min if compiler.exclude_crossovers else s.v_first,
+                        assigned_at=s.assigned_at.cast(ibis.dtype("timestamp")))
 
     def _units_fingerprints(self, units: str):
-        """A function ``before -> {n, h}``: count and sum of ``hash(user_id, assigned_at)``
-        mod ``2^31 - 1`` of the units exposed before midnight ``before`` (the aggregates of a
+        """The units' fingerprint per day of first exposure ``{day: [n, h]}`` (count and sum
+        of ``hash(user_id, variant, assigned_at)`` mod ``2^31 - 1``) and a function ``before ->
+        {n, h}``: that of the units exposed before midnight ``before`` (the aggregates of a
         day, settled or pending, depend on the exposures before its end only). One query."""
         rows = self.con.raw_sql(
             f"SELECT date_trunc('day', assigned_at), count(*), "
-            f"sum(hash(user_id, assigned_at) % {_PRIME}) FROM {units} GROUP BY 1").fetchall()
+            f"sum(hash(user_id, variant, assigned_at) % {_PRIME}) FROM ({units}) GROUP BY 1"
+        ).fetchall()
         rows = [(_midnight(r[0]), int(r[1]), int(r[2])) for r in rows if r[0] is not None]
 
         def before(t: dt.datetime) -> dict[str, int]:
             return {"n": sum(r[1] for r in rows if r[0] < t),
                     "h": sum(r[2] for r in rows if r[0] < t)}
-        return before
-
-    def _watermark(self, compiler, lo: dt.datetime) -> dt.datetime | None:
-        e = compiler.events
-        f = e.filter(e.event_time >= lo)
-        v = f.aggregate(t=f.event_time.max()).execute()["t"].iloc[0]
-        import pandas as pd
-
-        return None if pd.isna(v) else pd.Timestamp(v).to_pydatetime()
+        return {r[0].isoformat(): [r[1], r[2]] for r in rows}, before
 
     def _events_in(self, compiler, lo: dt.datetime, hi: dt.datetime):
         """Events of ``[lo, hi)`` with the exposure of their user when it is a unit, else the
@@ -300,6 +394,55 @@ class IncrementalState:
                          f"(SELECT 1 FROM {ALIAS}.settled s WHERE s.user_id = d.user_id)")
         self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day < {at}")
 
+    def _unit_rows(self, units: str, columns: dict[str, str], only: str = "") -> str:
+        """The rows of table ``unit_table``: each unit (of query ``units``) with its aggregates,
+        ``settled`` plus the sum of its ``pending`` rows; ``only``: a table of the users to
+        make (the others are not read)."""
+        cols = list(columns.values())
+        f = f" WHERE user_id IN (SELECT user_id FROM {only})" if only else ""
+        vals = "".join(f", coalesce(s.{c} + p.{c}, s.{c}, p.{c}) AS {c}" for c in cols)
+        sums = "".join(f", sum({c}) AS {c}" for c in cols)
+        return (f"SELECT u.user_id, u.variant, u.assigned_at{vals} FROM "
+                f"(SELECT * FROM ({units}) AS u0{f}) AS u "
+                f"LEFT JOIN (SELECT * FROM {ALIAS}.settled{f}) AS s ON s.user_id = u.user_id "
+                f"LEFT JOIN (SELECT user_id{sums} FROM {ALIAS}.pending{f} GROUP BY user_id) AS p "
+                "ON p.user_id = u.user_id")
+
+    def _update_unit_table(self, units: str, m: Manifest, in_days: str, fresh: bool,
+                           unit_days: dict, touched: str, fixed: set[str]) -> None:
+        """Bring ``unit_table`` up to date in place. The rows of re-aggregated days (``in_days``)
+        that had none before (``fresh``) are added to their users' rows (an UPDATE); else the
+        rows of those days' users, before and after, are made again from ``settled`` and
+        ``pending``; so are the rows of the units whose exposure changed (found by their days
+        of first exposure whose fingerprint changed: new units, a unit that left). Columns
+        ``fixed`` (pre-period aggregates, when the days are in the experiment) are zero in
+        those days' rows and left as they are."""
+        cols = [c for c in m.columns.values() if c not in fixed]
+        if in_days and fresh:
+            sums = ", ".join(f"sum({c}) AS {c}" for c in cols)
+            add = ", ".join(f"{c} = coalesce(t.{c} + d.{c}, t.{c}, d.{c})" for c in cols)
+            if cols:
+                self.con.raw_sql(
+                    f"UPDATE {ALIAS}.unit_table AS t SET {add} FROM (SELECT user_id, {sums} "
+                    f"FROM {ALIAS}.pending WHERE day IN ({in_days}) GROUP BY user_id) AS d "
+                    "WHERE t.user_id = d.user_id")
+        elif in_days:
+            self.con.raw_sql(f"INSERT INTO {touched} SELECT user_id FROM {ALIAS}.pending "
+                             f"WHERE day IN ({in_days})")
+        moved = [d for d in set(unit_days) | set(m.unit_days)
+                 if unit_days.get(d) != m.unit_days.get(d)]
+        if moved:
+            on = ", ".join(f"TIMESTAMP '{_ts(d).isoformat(sep=' ')}'" for d in moved)
+            for t in (f"({units}) AS u", f"{ALIAS}.unit_table"):
+                self.con.raw_sql(f"INSERT INTO {touched} SELECT user_id FROM {t} "
+                                 f"WHERE date_trunc('day', assigned_at) IN ({on})")
+        if moved or (in_days and not fresh):
+            self.con.raw_sql(f"DELETE FROM {ALIAS}.unit_table WHERE user_id IN "
+                             f"(SELECT user_id FROM {touched})")
+            self.con.raw_sql(f"INSERT INTO {ALIAS}.unit_table "
+                             + self._unit_rows(units, m.columns, only=touched))
+        self.con.raw_sql(f"DROP TABLE {touched}")
+
     # -- the run ---------------------------------------------------------------------------
     def update(self, compiler, as_of: dt.datetime | None = None) -> Update:
         """Bring the state up to date with the compiler's events and set
@@ -307,15 +450,32 @@ class IncrementalState:
 
         ``as_of``: the newest event time to settle against (default: the newest event).
         """
-        import uuid
-
         self._attach(compiler)
-        # The units, computed once per run into a temporary table (every query below and the
-        # statistics read it).
-        name = f"_wb_inc_units_{uuid.uuid4().hex[:12]}"
-        units = compiler.window.units(compiler.assignments, compiler.exclude_crossovers)
-        self.con.raw_sql(f"CREATE TEMP TABLE {name} AS {self._sql(units)}")
-        compiler._units = self.con.table(name, database=("temp", "main"))
+        self._days = None
+        # Every write of this run in one transaction of the state file: one commit, and a run
+        # that fails half-way leaves the state as it was. (DuckDB lets one process at a time
+        # open the file for writing: a second concurrent run fails at ATTACH.)
+        # The commit writes the write-ahead log only: DuckDB's checkpoint of the file (its
+        # compressed tables written again) is left to the session's end (DETACH or close),
+        # which costs less than the automatic checkpoint at the commit (the WAL is over its
+        # 16 MiB threshold), measured in benchmarks/README.md. The session's setting is put back.
+        threshold = self.con.raw_sql(
+            "SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+        self.con.raw_sql("SET checkpoint_threshold = '1000 GiB'")
+        try:
+            self.con.raw_sql("BEGIN TRANSACTION")
+            try:
+                out = self._run(compiler, as_of)
+            except BaseException:
+                self.con.raw_sql("ROLLBACK")
+                raise
+            self.con.raw_sql("COMMIT")
+        finally:
+            self.con.raw_sql(f"SET checkpoint_threshold = '{threshold}'")
+        compiler.per_unit = self.per_unit
+        return out
+
+    def _run(self, compiler, as_of: dt.datetime | None) -> Update:
         w = compiler.window
         keys = aggregate_keys(compiler)
         max_pre = max([m.pre_period_days for m in compiler.metrics
@@ -334,12 +494,16 @@ class IncrementalState:
                 if getattr(m, k) != v:
                     reason = f"{k} changed ({getattr(m, k)!r} -> {v!r})"
                     break
+        # The units: table `assigned` of the state, updated with the new assignments.
+        assign_days = self._assigned(compiler, None if reason else m)
+        units = self._units(compiler)
+        compiler._units = units
+        unit_days, ufp = self._units_fingerprints(self._sql(units))
         if not reason and self.verify == "rows":
             got = self._fingerprint(compiler, pre_start, _ts(m.settled_until))
             if got != m.fingerprint:
                 reason = ("the settled events changed (an event later than the lookback, or "
                           "a changed or deleted one)")
-        ufp = self._units_fingerprints(name)
         if not reason:
             got = ufp(_ts(m.settled_until))
             if got != m.units_fingerprint:
@@ -358,23 +522,20 @@ class IncrementalState:
         watermark = max(_ts(m.watermark), newest) if newest is not None else _ts(m.watermark)
         until = min(max(old_until, _midnight(watermark) - dt.timedelta(days=self.lookback_days)),
                     w.end_ts)
-        # Every write of this run in one transaction of the state file: one commit, and a run
-        # that fails half-way leaves the state as it was.
-        self.con.raw_sql("BEGIN TRANSACTION")
-        try:
-            stale, end = self._write(compiler, m, ufp, rebuild, reason, old_until, until,
-                                     watermark)
-        except BaseException:
-            self.con.raw_sql("ROLLBACK")
-            raise
-        self.con.raw_sql("COMMIT")
+        fixed = {m.columns[repr(k)] for k in keys if _additive(k) and k[1] == "pre"}
+        stale, end = self._write(compiler, m, ufp, rebuild, reason, old_until, until,
+                                 watermark, unit_days, fixed)
+        m.assign_days = assign_days
+        self._write_manifest(m)
+        for t in ("current", "units"):  # tables of version 1, now temporary or not kept
+            self.con.raw_sql(f"DROP TABLE IF EXISTS {ALIAS}.{t}")
         self.manifest = m
-        compiler.per_unit = self.per_unit
         scanned = old_until if rebuild else (min(stale) if stale else end)
         return Update(str(self.path), rebuild, reason, until, scanned, watermark)
 
     def _write(self, compiler, m: Manifest, ufp, rebuild: bool, reason: str,
-               old_until: dt.datetime, until: dt.datetime, watermark: dt.datetime):
+               old_until: dt.datetime, until: dt.datetime, watermark: dt.datetime,
+               unit_days: dict, pre: set[str]):
         """The state's writes of one run (see :meth:`update`); returns the days aggregated
         from the events and the end of the pending days."""
         w = compiler.window
@@ -400,16 +561,51 @@ class IncrementalState:
                                **{f"units_{k}": v for k, v in ufp(d + dt.timedelta(days=1))
                                   .items()}} for d in days}
         stale = [d for d in days if m.pending.get(d.isoformat()) != now[d.isoformat()]]
+        units = self._sql(compiler.units())
+        # The users whose row of `unit_table` changes: those of the re-aggregated days (their
+        # rows before and after) and the units whose exposure changed (per day of exposure).
+        incremental = not rebuild and "unit_table" in self._tables() and m.unit_days is not None
+        in_days = ", ".join(f"TIMESTAMP '{d.isoformat(sep=' ')}'" for d in stale)
+        touched = f"{ALIAS}._wb_touched"
+        fresh = True  # the re-aggregated days had no rows before (a new day, the usual case)
+        if incremental:
+            self.con.raw_sql(f"CREATE OR REPLACE TABLE {touched} AS SELECT user_id FROM "
+                             f"{ALIAS}.settled LIMIT 0")
+            if stale:
+                old = f"SELECT user_id FROM {ALIAS}.pending WHERE day IN ({in_days})"
+                fresh = self.con.raw_sql(f"SELECT count(*) FROM ({old})").fetchone()[0] == 0
+                if not fresh:
+                    self.con.raw_sql(f"INSERT INTO {touched} {old}")
         if stale:
             self._aggregate_days(compiler, stale, m.columns)
+        if incremental:
+            during = bool(stale) and min(stale) >= w.start_ts  # no pre-period event in them
+            fixed = pre if during else set()
+            self._update_unit_table(units, m, in_days if stale else "", fresh, unit_days,
+                                    touched, fixed)
+        else:
+            self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.unit_table AS "
+                             + self._unit_rows(units, m.columns))
+        m.unit_days = unit_days
         m.pending = now
         if not rebuild and until > old_until:
-            self._move_to_settled(until, m.columns)
+            # The days that leave the lookback are settled: their fingerprints join that of the
+            # settled events; their rows stay in `pending` (summed into `unit_table` already)
+            # until they outnumber `settled`'s, then they are added to `settled` in place.
             if self.verify == "rows":
                 for d in days:
                     if d < until:
                         m.fingerprint = {k: m.fingerprint.get(k, 0) + now[d.isoformat()][k]
                                          for k in zero}
+            at = f"TIMESTAMP '{until.isoformat(sep=' ')}'"
+            old, base = self.con.raw_sql(
+                f"SELECT (SELECT count(*) FROM {ALIAS}.pending WHERE day < {at}), "
+                f"(SELECT count(*) FROM {ALIAS}.settled)").fetchone()
+            if old > COMPACT * base:
+                self._move_to_settled(until, m.columns)
+                self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.unit_table AS "
+                                 f"SELECT * FROM {ALIAS}.unit_table")  # drops deleted rows
+                m.compacted_at_run = m.runs + 1
         m.pending = {d: v for d, v in m.pending.items() if _ts(d) >= until}
         m.units_fingerprint = ufp(until)
         m.settled_until = until.isoformat()
@@ -417,15 +613,15 @@ class IncrementalState:
         m.runs += 1
         if rebuild:
             m.rebuilt_at_run, m.reason = m.runs, reason
-        self._write_manifest(m)
-        for t in ("current", "units"):  # tables of version 1, now temporary or not kept
-            self.con.raw_sql(f"DROP TABLE IF EXISTS {ALIAS}.{t}")
         return stale, end
 
     def per_unit(self, compiler, e):
-        """The per-unit aggregates of ``compiler`` (any subset of the state's metrics):
-        ``settled`` plus the ``pending`` days (an expression over the state: the compiler makes
-        its unit table from it once); distinct counts from its joined events ``e``."""
+        """The per-unit aggregates of ``compiler`` (any subset of the state's metrics).
+
+        Without ``distinct`` aggregations: ``unit_table`` itself (the units with their
+        ``variant`` and ``assigned_at`` and the aggregates), read by the compiler as its unit
+        table. Else ``settled`` plus the ``pending`` days, and the distinct counts from its
+        joined events ``e`` (the compiler joins them to the units)."""
         import ibis
 
         m = self.manifest
@@ -436,6 +632,11 @@ class IncrementalState:
             raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
                               "update it with these metrics first")
         add = [n for n, k in keys.items() if _additive(k)]
+        rest = [n for n in keys if n not in add]
+        if not rest:
+            u = self.con.table("unit_table", database=ALIAS)
+            return u.select("user_id", "variant", "assigned_at",
+                            **{n: u[m.columns[repr(keys[n])]] for n in add})
         s = self.con.table("settled", database=ALIAS)
         s = s.select(s_uid=s.user_id, **{f"s_{n}": s[m.columns[repr(keys[n])]] for n in add})
         p = self.con.table("pending", database=ALIAS)
@@ -445,14 +646,12 @@ class IncrementalState:
         out = j.select(user_id=ibis.coalesce(j.s_uid, j.user_id),
                        **{n: ibis.coalesce(j[f"s_{n}"] + j[f"t_{n}"], j[f"s_{n}"], j[f"t_{n}"])
                           for n in add})
-        rest = [n for n in keys if n not in add]
-        if rest:  # distinct counts: from all events
-            full = e.group_by(f_uid=e.user_id).aggregate(**{n: aggs[n] for n in rest})
-            out = out.view()
-            out = out.outer_join(full, out.user_id == full.f_uid).select(
-                user_id=out.user_id.fill_null(full.f_uid), **{n: out[n] for n in add},
-                **{n: full[n] for n in rest})
-        return out
+        # distinct counts: from all events
+        full = e.group_by(f_uid=e.user_id).aggregate(**{n: aggs[n] for n in rest})
+        out = out.view()
+        return out.outer_join(full, out.user_id == full.f_uid).select(
+            user_id=out.user_id.fill_null(full.f_uid), **{n: out[n] for n in add},
+            **{n: full[n] for n in rest})
 
 
 def attach(compiler, path: str | os.PathLike, *, lookback_days: int = 2, verify: str = "rows",
