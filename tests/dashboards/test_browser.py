@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -260,6 +261,9 @@ def test_the_decision_is_plain_html_in_the_streamed_page(served, dashboard_runs)
     for variant, decision in result.decisions.items():
         assert f"Decision for {variant}: {decision}" in text
     assert 'id=\'wb-static-lead\'' in page
+    # every stylesheet and script comes from the server itself (no CDN to wait for)
+    fetched = re.findall(r"<(?:link|script)\b[^>]*\b(?:href|src)=[\"']([^\"']+)", page)
+    assert fetched and not [u for u in fetched if re.match(r"(https?:)?//", u)], fetched
     # the widgets are still rendered by the JavaScript (control: this is Voilà's page)
     assert "application/vnd.voila.cell-output+json" in page
     assert "application/vnd.jupyter.widget-view+json" in page

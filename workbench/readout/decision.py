@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from workbench import format as fmt
 from workbench import messages
@@ -318,6 +317,8 @@ def oec(results: pd.DataFrame, rule: DecisionRule, alpha: float = 0.05,
     ci_upper, p_value, p_value_adjusted, chance_to_win, significant, error_message``. An
     arm whose OEC metric was not computed gets an ``error_message`` and NaN numbers.
     """
+    from scipy import special  # here, not at the top: the dashboards' kernels import this module
+
     from workbench.stats import corrections
 
     keys = ["variant", "versus"] if "versus" in results else ["variant"]

@@ -9,11 +9,22 @@ model is fitted.
 """
 from __future__ import annotations
 
-from workbench.stats import power
-from workbench.stats.analysis import analyze
-from workbench.stats.power import duration, mde, power_table, sample_size
-from workbench.stats.result import StatsResult
+import importlib
+
+# ``srm`` is bound here, not lazily: the function must win over the submodule of that name.
 from workbench.stats.srm import SRMResult, srm
 
+# The rest is lazy (PEP 562), as ``workbench``'s own: importing one module of the package,
+# such as ``workbench.stats.srm`` for its threshold, loads neither the others nor scipy.
+_NAMES = {"analyze": "analysis", "StatsResult": "result", "duration": "power", "mde": "power",
+          "power_table": "power", "sample_size": "power"}
 __all__ = ["analyze", "StatsResult", "srm", "SRMResult", "power", "sample_size", "mde",
            "power_table", "duration"]
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"workbench.stats.{_NAMES[name]}"), name)
+    if name == "power":
+        return importlib.import_module("workbench.stats.power")
+    raise AttributeError(f"module 'workbench.stats' has no attribute {name!r}")
