@@ -100,8 +100,8 @@ def served(tmp_path_factory, dashboard_runs):
             except OSError:
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
-        # the series starts from the server's steady state: both pools filled (the count of
-        # kernels while they start is tests/dashboards/test_kernels.py's)
+        # the series starts with both pools filled (a first view racing the pools' start can
+        # find every slot taken: see the closing note of 2026-12-03)
         while not all(f"Kernel pool of {nb} is filled" in log.read_text()
                       for nb in server.DASHBOARDS.values()):
             assert process.poll() is None and time.monotonic() < deadline + 120, log.read_text()

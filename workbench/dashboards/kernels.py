@@ -35,7 +35,7 @@ class CappedKernelManager(AsyncMappingKernelManager):
     max_kernels = Integer(8, config=True, help="Kernels running at once, preheated ones included.")
 
     def __init__(self, **kwargs):
-        self._starting: set[str] = set()  # ids of the kernels being started
+        self._starting = 0  # kernels being started (not yet in list_kernel_ids())
         self._waiting = 0  # preheated kernels waiting for a free slot
         self._closing = False
         super().__init__(**kwargs)
@@ -64,13 +64,11 @@ class CappedKernelManager(AsyncMappingKernelManager):
             cls.get_rendered_notebook = get_rendered_notebook
 
     def kernels_in_use(self) -> int:
-        """Kernels running or starting, each counted once: jupyter_client lists a kernel as soon
-        as it is up, while jupyter_server's ``start_kernel`` is still finishing its start."""
-        return len(self._starting.union(self.list_kernel_ids()))
+        """Kernels running or starting."""
+        return len(self.list_kernel_ids()) + self._starting
 
     async def start_kernel(self, *, kernel_id=None, path=None, **kwargs):
-        new = kernel_id is None or kernel_id not in self
-        if new:
+        if kernel_id is None:  # a new kernel (not a restart)
             preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
             if self.kernels_in_use() >= self.max_kernels:
                 if not preheat:
@@ -86,13 +84,11 @@ class CappedKernelManager(AsyncMappingKernelManager):
                         await asyncio.sleep(0.5)
                 finally:
                     self._waiting -= 1
-            kernel_id = kernel_id or self.new_kernel_id()
-            self._starting.add(kernel_id)
+        self._starting += 1
         try:
             return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         finally:
-            if new:
-                self._starting.discard(kernel_id)
+            self._starting -= 1
 
     async def shutdown_all(self, *args, **kwargs):
         self._closing = True
