@@ -13,12 +13,11 @@ from workbench.dashboards import kernels
 
 
 class _Starter(AsyncMappingKernelManager):
-    """jupyter_server's start, reduced: the kernel is listed, then ``start_kernel``
-    waits for ``finish`` before it returns. Starts no process."""
+    """jupyter_server's start, reduced to listing the kernel. Starts no process."""
 
     async def start_kernel(self, *, kernel_id=None, path=None, **kwargs):
+        kernel_id = kernel_id or self.new_kernel_id()
         self.listed.append(kernel_id)
-        await self.finish
         return kernel_id
 
     def list_kernel_ids(self):
@@ -26,7 +25,8 @@ class _Starter(AsyncMappingKernelManager):
 
 
 class _Capped(kernels.CappedKernelManager, _Starter):
-    pass
+    def get_pool_size(self, notebook_name: str) -> int:  # as Voilà's factory subclass has one
+        return 1
 
 
 def _run(scenario):
@@ -38,18 +38,18 @@ def _run(scenario):
 def test_a_preheated_kernel_waits_for_a_slot_and_voila_sees_an_empty_pool_meanwhile():
     async def scenario():
         manager = _Capped(max_kernels=1)
-        manager.listed, manager.finish = ["running"], asyncio.get_running_loop().create_future()
-        manager.finish.set_result(None)
+        manager.listed = ["running"]
         pooled = asyncio.create_task(
             manager.start_kernel(kernel_name="python3", env={"VOILA_PREHEAT": "True"}))
         await asyncio.sleep(0.1)
         assert not pooled.done() and manager._waiting == 1
+        assert manager.get_pool_size("experiment.ipynb") == 0  # viewers get the busy page
         manager.listed.remove("running")  # the running kernel was culled
         kernel_id = await asyncio.wait_for(pooled, 5)
-        return kernel_id, manager.listed, manager._waiting
+        return kernel_id, manager.listed, manager._waiting, manager.get_pool_size("experiment.ipynb")
 
-    kernel_id, listed, waiting = _run(scenario)
-    assert listed == [kernel_id] and waiting == 0
+    kernel_id, listed, waiting, pool_size = _run(scenario)
+    assert listed == [kernel_id] and waiting == 0 and pool_size == 1
 
 
 def test_a_viewer_gets_a_kernel_that_finished_preheating_first():
