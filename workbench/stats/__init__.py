@@ -28,3 +28,8 @@ def __getattr__(name: str):
     if name == "power":
         return importlib.import_module("workbench.stats.power")
     raise AttributeError(f"module 'workbench.stats' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so that tab completion of ``wb.stats.`` lists them."""
+    return sorted(set(globals()) | set(__all__))
