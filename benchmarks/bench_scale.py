@@ -4,14 +4,15 @@ The readout: ``Experiment.from_source(...).analyze(segments=["device"])`` -- dat
 validation, CUPED on three metrics (conversion, revenue per user, sessions per user), a 99th
 percentile cap on revenue per user (its CUPED covariate capped at its own percentile), a
 segment breakdown by device and the cumulative per-day series. The floor: hand-written DuckDB
-SQL for the same statistics (the validation counts, the cap percentiles, per variant, per
-variant x device, per variant x day cumulative), one connection, no Python statistics.
+SQL for the same statistics (the data-quality checks' counts, the cap percentiles, per variant,
+per variant x device, per variant x day cumulative), one connection, no Python statistics.
 
 Each contender runs in its own process (peak RSS = that process's ``VmHWM``); a process
 runs its readout twice, on a fresh ``Experiment`` / connection each time: ``cold`` is the
 first (file pages maybe cached by an earlier process), ``warm`` the second. Rounds alternate
 workbench and SQL, so the load of a shared machine falls on both alike. The script checks that
-both give the same statistics (relative 1e-9).
+both give the same statistics (relative 1e-9) and the same counts of the checks (rows,
+crossovers, exposures outside the dates, events before exposure, units missing from users).
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 100000 1000000 10000000] [--rounds 3]
 
@@ -67,15 +68,41 @@ CREATE TEMP TABLE u AS
     coalesce(s, 0)::DOUBLE AS s, coalesce(ps, 0)::DOUBLE AS ps
   FROM a LEFT JOIN e USING (user_id) LEFT JOIN users USING (user_id);
 """
+# The data-quality checks the readout reports (workbench/data/quality.py), as one would write
+# them: per table its rows, NULLs of the required columns, NaN/inf of the float columns and
+# duplicate keys; per unit its variants and first exposure (crossovers, unplanned variants,
+# exposures outside the dates, units missing from users); events before exposure.
 SQL_VALIDATE = """
-SELECT
-  (SELECT count(*) FROM assignments WHERE experiment_id = 'checkout_redesign') AS rows,
-  (SELECT count(*) FROM (SELECT user_id FROM assignments WHERE experiment_id = 'checkout_redesign'
-     GROUP BY user_id HAVING min(variant) <> max(variant))) AS crossovers,
-  (SELECT count(*) FILTER (WHERE event_type = 'order' AND (revenue IS NULL OR isnan(revenue)
-     OR isinf(revenue))) FROM events) AS bad_revenue,
-  (SELECT count(*) FROM a ANTI JOIN users USING (user_id)) AS missing_users
+SELECT * FROM
+ (SELECT count(*) AS a_rows, count(*) FILTER (experiment_id IS NULL) AS a_null_eid,
+    count(*) FILTER (user_id IS NULL) AS a_null_uid, count(*) FILTER (variant IS NULL) AS a_null_v,
+    count(*) FILTER (assigned_at IS NULL) AS a_null_at FROM assignments),
+ (SELECT count(*) AS e_rows, count(*) FILTER (user_id IS NULL) AS e_null_uid,
+    count(*) FILTER (event_time IS NULL) AS e_null_t, count(*) FILTER (event_type IS NULL) AS e_null_type,
+    count(*) FILTER (isnan(revenue)) AS e_nan, count(*) FILTER (isinf(revenue)) AS e_inf FROM events),
+ (SELECT count(*) AS u_rows, count(DISTINCT user_id) AS u_keys,
+    count(*) FILTER (user_id IS NULL) AS u_null_uid, count(*) FILTER (country IS NULL) AS u_null_c,
+    count(*) FILTER (device IS NULL) AS u_null_d, count(*) FILTER (channel IS NULL) AS u_null_ch,
+    count(*) FILTER (tenure_days IS NULL) AS u_null_t, count(*) FILTER (signup_date IS NULL) AS u_null_s
+  FROM users),
+ (SELECT count(*) AS x_rows, count(*) FILTER (planned_weight IS NULL OR isnan(planned_weight)
+    OR isinf(planned_weight)) AS x_bad, count(*) FILTER (experiment_id IS NULL OR variant IS NULL
+    OR is_control IS NULL OR start_date IS NULL OR end_date IS NULL) AS x_null FROM experiments),
+ (SELECT count(*) AS units, count(*) FILTER (v_min <> v_max) AS crossovers,
+    count(*) FILTER (unknown > 0) AS unknown_units, coalesce(sum(unknown), 0) AS unknown_rows,
+    count(*) FILTER (first_at < TIMESTAMP '{start}' OR first_at >= TIMESTAMP '{end}') AS outside,
+    count(*) FILTER (uid IS NULL) AS missing_users
+  FROM (SELECT user_id, min(variant) AS v_min, max(variant) AS v_max, min(assigned_at) AS first_at,
+          count(*) FILTER (variant NOT IN (SELECT variant FROM experiments
+                                           WHERE experiment_id = 'checkout_redesign')) AS unknown
+        FROM assignments WHERE experiment_id = 'checkout_redesign' GROUP BY user_id) p
+  LEFT JOIN (SELECT DISTINCT user_id AS uid FROM users) ON p.user_id = uid),
+ (SELECT count(*) AS in_window, count(*) FILTER (e.event_time < a.assigned_at) AS before,
+    count(DISTINCT e.user_id) FILTER (e.event_time < a.assigned_at) AS users_before
+  FROM events e JOIN a USING (user_id)
+  WHERE e.event_time >= TIMESTAMP '{start}' AND e.event_time < TIMESTAMP '{end}')
 """
+SQL_PLAN = "SELECT * FROM experiments WHERE experiment_id = 'checkout_redesign'"
 SQL_VARIANTS = "SELECT variant, count(*) AS n FROM a GROUP BY variant ORDER BY variant"
 SQL_CAPS = "SELECT quantile_cont(r, {q}) AS r_cap, quantile_cont(pr, {q}) AS pr_cap FROM u"
 STATS = """count(*) AS n,
@@ -155,7 +182,8 @@ def run_sql(path):
     con = duckdb.connect(str(path), read_only=True, config=_sql_config())
     try:
         con.execute(SQL_UNITS.format(**d))
-        validate = con.execute(SQL_VALIDATE).df()
+        validate = con.execute(SQL_VALIDATE.format(**d)).df()
+        con.execute(SQL_PLAN).df()
         variants = con.execute(SQL_VARIANTS).df()
         rc, pc = con.execute(SQL_CAPS.format(q=CAP)).fetchone()
         overall = con.execute(SQL_OVERALL.format(rc=rc, pc=pc)).df()
@@ -223,7 +251,18 @@ def check(path) -> str:
         rel = np.abs(x - y) / np.maximum(np.abs(y), 1.0)
         worst = max(worst, float(rel.max()))
         assert rel.max() < 1e-9, (name, rel.max())
-    return f"workbench == hand-written SQL: overall, segments, daily (max rel. diff {worst:.1e})"
+    checks = exp.validate().checks
+    v = sql["validate"].iloc[0]
+    for (check_, table), floor in ((("table", "assignments"), v.a_rows),
+                                   (("table", "events"), v.e_rows),
+                                   (("crossovers", "assignments"), v.crossovers),
+                                   (("assignment_window", "assignments"), v.outside),
+                                   (("events_before_exposure", "events"), v.before),
+                                   (("missing_users", "users"), v.missing_users)):
+        counted = checks[(checks["check"] == check_) & (checks["table"] == table)]["count"]
+        assert int(counted.iloc[0]) == int(floor), (check_, table, counted.iloc[0], floor)
+    return (f"workbench == hand-written SQL: overall, segments, daily (max rel. diff "
+            f"{worst:.1e}), the validation's counts")
 
 
 def one(name, path, repeat):
