@@ -145,7 +145,8 @@ def _wait_for(predicate, timeout: float) -> None:
 
 
 def time_dashboard(browser, base: Path, run_id: str, decision: str, views: int, think: float,
-                   name: str, **options) -> tuple[float, list[float], int]:
+                   name: str, **options) -> tuple[float, list[float], int, list[float],
+                                                  list[float]]:
     """(server start seconds, decision-painted times, views that got a preheated kernel, times
     until the page loaded with the decision visible, times until the widgets showed) of
     ``views`` views in a row of the experiment dashboard served by Voilà with ``options``
@@ -214,7 +215,8 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=3.0)
     parser.add_argument("--cold-views", type=int, default=3)
     parser.add_argument("--site", type=Path, default=None,
-                        help="folder holding (or to hold) the logged run, reused across runs, and the servers' logs (voila-<config>.log)")
+                        help="folder holding (or to hold) the logged run, reused across runs, "
+                        "and the servers' logs (voila-<config>.log)")
     parser.add_argument("--configs", nargs="+", default=["default", "pool1", "cold"],
                         choices=["default", "pool1", "pool5", "cold"], help="server configurations")
     args = parser.parse_args()

@@ -322,3 +322,36 @@ def test_percentile_cap_equals_numpy_quantile(small_warehouse, small_truth):
         assert s["sum"] == pytest.approx(capped.sum(), rel=1e-12)
         assert s["pre_sum_product"] == pytest.approx(
             (capped * np.minimum(g.revenue_x, q_x)).sum(), rel=1e-12)
+
+
+def test_segments_pool_all_but_the_most_frequent_values_like_pandas(small_warehouse, tmp_path):
+    """Top values by units (ties by value), the rest and units missing from users pooled: the
+    engine's per-value statistics pooled by the compiler equal pandas on the unit table."""
+    import shutil
+
+    from workbench.metrics.compiler import _column
+    from workbench.readout.experiment import Experiment
+
+    path = tmp_path / "w.duckdb"
+    shutil.copy(small_warehouse, path)
+    with duckdb.connect(str(path)) as con:  # some units lose their users row: no country
+        con.execute("DELETE FROM users WHERE user_id % 50 = 3")
+    exp = Experiment.from_source(path)
+    c = exp.compiler
+    seg = c.segment_stats(["country"], top_n=3)
+    units = c.unit_values().execute()
+    with duckdb.connect(str(path), read_only=True) as con:
+        users = con.execute("SELECT user_id, country FROM users").df()
+    j = units.merge(users, on="user_id", how="left")
+    counts = j["country"].value_counts()
+    ranked = sorted(counts.index, key=lambda v: (-counts[v], v))
+    j["segment"] = j["country"].where(j["country"].isin(ranked[:3]), OTHER)
+    assert j["country"].isna().any() and len(ranked) > 4  # something to pool
+    m = c.metrics[0]
+    col = _column(m.name, m.parts[0][0])
+    expected = j.groupby(["variant", "segment"])[col].agg(["size", "sum"])
+    got = seg[seg.metric == m.name].set_index(["variant", "segment"])
+    assert set(got.index) == set(expected.index)
+    for key, row in expected.iterrows():
+        assert got.loc[key, "n"] == row["size"], key
+        assert got.loc[key, "sum"] == pytest.approx(row["sum"], rel=1e-12), key

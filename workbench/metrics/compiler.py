@@ -109,11 +109,24 @@ def _drop_view(session, name: str) -> None:
         pass
 
 
+def _pooled(wide: pd.DataFrame, top_n: int) -> pd.DataFrame:
+    """Wide statistics per variant x value -> per variant x segment: the ``top_n`` values with
+    the most units (ties: by value) and :data:`OTHER` for the rest and for no value (NULL);
+    every value when at most one would be pooled."""
+    segment, n = GROUP_COLUMNS[1], f"__{N}"
+    units = wide.groupby(segment)[n].sum()  # NULL (no value) is not a value
+    ranked = sorted(units.index, key=lambda value: (-units[value], value))
+    top = ranked if len(ranked) <= top_n + 1 else ranked[:top_n]
+    out = wide.assign(**{segment: wide[segment].where(wide[segment].isin(top), OTHER)})
+    sums = [c for c in out.columns if c not in ("variant", segment)]
+    return out.groupby(["variant", segment], as_index=False, sort=False)[sums].sum(min_count=1)
+
+
 class StatisticsCompiler:
     """What every compiler shares: statistics generated from the stats schema over a unit table
     (``<metric>__<tag>`` columns), caps, and the wide -> long reshaping into the stats engine's
     input. A subclass provides ``metrics``, ``window``, ``_units``, ``units()``,
-    ``unit_values(capped)``, ``top_values()``, ``segment_expr()`` and ``daily_stats()``.
+    ``unit_values(capped)``, ``segment_expr()`` and ``daily_stats()``.
     """
 
     def with_metrics(self, metrics: Sequence[MetricDefinition]):
@@ -224,14 +237,19 @@ class StatisticsCompiler:
         return out
 
     def segment_stats(self, dimensions: Sequence[str], top_n: int = 5) -> pd.DataFrame:
-        """Stats-engine input per metric x variant x segment (``dimension``, ``segment``)."""
+        """Stats-engine input per metric x variant x segment (``dimension``, ``segment``): the
+        ``top_n`` most frequent values of each dimension among the units, the others and units
+        without a value pooled as :data:`OTHER` (every value is kept when at most one would
+        be pooled). One engine query per dimension, per variant x value (``segment_expr``);
+        the pooling is done here, exactly: every statistic is a sum. (So a column with many
+        values brings a row per value and variant back: segments are for columns with few.)"""
         if self._additive() is not self:  # quantile metrics are left out
             sub = self._additive()
             return pd.DataFrame() if sub is None else sub.segment_stats(dimensions, top_n)
         dimension, segment = GROUP_COLUMNS[:2]
         frames = []
         for dim in dimensions:
-            wide = execute(self.segment_expr(dim, self.top_values(dim, top_n)))
+            wide = _pooled(execute(self.segment_expr(dim)), top_n)
             wide[dimension] = dim
             frames.append(self._to_long(wide, ["variant", dimension, segment]))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -321,7 +339,7 @@ class MetricCompiler(StatisticsCompiler):
         """One row per unit: ``user_id, variant, assigned_at`` (crossovers handled)."""
         if self._units is None:
             units = self.window.units(self.assignments, self.exclude_crossovers)
-            # computed once: the unit table, the per-day series and the segments' top values
+            # computed once: the unit table, the per-day series and the checks read it
             # read it (incremental state keeps its own units table)
             self._units = units if self.per_unit is not None else _temporary(units, "a")
         return self._units
@@ -469,31 +487,16 @@ class MetricCompiler(StatisticsCompiler):
         if dimension not in self.users.columns:
             raise SourceError(f"dimension {dimension!r} is not a column of table 'users'")
 
-    def segment_expr(self, dimension: str, top: Sequence[str]):
-        """The per-variant x segment statistics of ``dimension`` (values outside ``top`` are
-        :data:`OTHER`), wide like :meth:`overall_expr`."""
-        import ibis
-
+    def segment_expr(self, dimension: str):
+        """The per-variant x value statistics of the ``users`` column ``dimension`` (as
+        strings; NULL for units not in ``users``), wide like :meth:`overall_expr`."""
         self._check_dimension(dimension)
         t = self.unit_values()
         u = self.users.select(user_id=self.users.user_id,
                               __seg=self.users[dimension].cast("string"))
         j = t.left_join(u, t.user_id == u.user_id)
-        seg = j["__seg"]
-        seg = ibis.ifelse(seg.isin(list(top)), seg, OTHER) if top else ibis.literal(OTHER)
-        j = j.mutate(segment=seg.fill_null(OTHER))
+        j = j.mutate(segment=j["__seg"])
         return j.group_by("variant", "segment").aggregate(**self._statistics(j))
-
-    def top_values(self, dimension: str, top_n: int) -> list[str]:
-        """The ``top_n`` most frequent values of a ``users`` column among the units."""
-        self._check_dimension(dimension)
-        units, u = self.units(), self.users
-        j = units.join(u, units.user_id == u.user_id)
-        counts = execute(j.group_by(seg=u[dimension].cast("string")).aggregate(n=j.count()))
-        counts = counts.dropna().sort_values(["n", "seg"], ascending=[False, True])
-        values = list(counts["seg"])
-        # Keep every value when at most one would fall in "(other)".
-        return values if len(values) <= top_n + 1 else values[:top_n]
 
     # -- per day (cumulative) ------------------------------------------------------------
     def daily_stats(self) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import pandas as pd
 from workbench.data.sources import execute
 from workbench.errors import SchemaError
 from workbench.metrics import covariates
-from workbench.metrics.compiler import OTHER, N, StatisticsCompiler, _column
+from workbench.metrics.compiler import N, StatisticsCompiler, _column
 from workbench.metrics.definition import UNITS, MetricDefinition, fail
 from workbench.metrics.window import ExperimentWindow
 from workbench.stats.schema import GROUP_COLUMNS
@@ -142,26 +142,11 @@ class UnitCompiler(StatisticsCompiler):
             raise SchemaError(f"segment column {dimension!r} is not a column of the per-unit "
                               f"table (columns: {', '.join(self.table.columns)})")
 
-    def top_values(self, dimension: str, top_n: int) -> list[str]:
-        """The ``top_n`` most frequent values of ``dimension`` among the units."""
-        self._check_dimension(dimension)
-        u = self.units()
-        counts = execute(u.group_by(seg=u[f"u__{dimension}"].cast("string"))
-                         .aggregate(n=u.count()))
-        counts = counts.dropna().sort_values(["n", "seg"], ascending=[False, True])
-        values = list(counts["seg"])
-        return values if len(values) <= top_n + 1 else values[:top_n]
-
-    def segment_expr(self, dimension: str, top: Sequence[str]):
-        """Per-variant x segment statistics of ``dimension`` (values outside ``top`` are
-        :data:`~workbench.metrics.compiler.OTHER`), wide."""
-        import ibis
-
+    def segment_expr(self, dimension: str):
+        """Per-variant x value statistics of ``dimension`` (as strings), wide."""
         self._check_dimension(dimension)
         t = self._values(keep=[dimension])
-        seg = t[dimension].cast("string")
-        seg = ibis.ifelse(seg.isin(list(top)), seg, OTHER) if top else ibis.literal(OTHER)
-        t = t.mutate(segment=seg.fill_null(OTHER))
+        t = t.mutate(segment=t[dimension].cast("string"))
         return t.group_by(VARIANT, GROUP_COLUMNS[1]).aggregate(**self._statistics(t))
 
     # -- per day (cumulative) ------------------------------------------------------------
