@@ -340,7 +340,7 @@ class MetricCompiler(StatisticsCompiler):
         if self._units is None:
             units = self.window.units(self.assignments, self.exclude_crossovers)
             # computed once: the unit table, the per-day series and the checks read it
-            # read it (incremental state keeps its own units table)
+            # (incremental state keeps its own units table)
             self._units = units if self.per_unit is not None else _temporary(units, "a")
         return self._units
 
