@@ -32,7 +32,7 @@ from workbench.metrics.window import ExperimentWindow
 from workbench.stats.regression import COVARIATES
 from workbench.stats.schema import GROUP_COLUMNS, HURDLE_INPUT, INPUT_COLUMNS, PRODUCTS
 
-OTHER = "(other)"
+OTHER = covariates.OTHER  # the pooled values of a segment breakdown
 ALL = "(all)"
 N = "n"  # units per group: the one statistic that is a count, not a sum
 
@@ -114,9 +114,7 @@ def _pooled(wide: pd.DataFrame, top_n: int) -> pd.DataFrame:
     the most units (ties: by value) and :data:`OTHER` for the rest and for no value (NULL);
     every value when at most one would be pooled."""
     segment, n = GROUP_COLUMNS[1], f"__{N}"
-    units = wide.groupby(segment)[n].sum()  # NULL (no value) is not a value
-    ranked = sorted(units.index, key=lambda value: (-units[value], value))
-    top = ranked if len(ranked) <= top_n + 1 else ranked[:top_n]
+    top = covariates.top_values(wide.groupby(segment)[n].sum(), top_n)  # NULL is not a value
     out = wide.assign(**{segment: wide[segment].where(wide[segment].isin(top), OTHER)})
     sums = [c for c in out.columns if c not in ("variant", segment)]
     return out.groupby(["variant", segment], as_index=False, sort=False)[sums].sum(min_count=1)

@@ -43,16 +43,23 @@ def is_column(name: str) -> bool:
     return tag[:1] == "c" and tag[1:].isdigit()
 
 
+def top_values(counts: pd.Series, top_n: int) -> list:
+    """The ``top_n`` values with the largest ``counts`` (indexed by value; ties: by value), or
+    every value when at most one would be left out: the one-hot levels here and the segments of
+    a breakdown (``StatisticsCompiler.segment_stats``); the rest are :data:`OTHER`."""
+    ranked = sorted(counts.index, key=lambda value: (-counts[value], value))
+    return ranked if len(ranked) <= top_n + 1 else ranked[:top_n]
+
+
 def _levels(compiler, table, expr, key) -> list[str]:
     """The one-hot levels of a text column: top values but the reference, and ``(other)``."""
     cache = compiler.__dict__.setdefault("_covariate_levels", {})
     if key not in cache:
         counts = execute(table.group_by(v=expr.cast("string")).aggregate(n=table.count()))
         has_null = counts["v"].isna().any()
-        counts = counts.dropna().sort_values(["n", "v"], ascending=[False, True])
-        values = list(counts["v"])
-        top = values if len(values) <= TOP + 1 else values[:TOP]
-        cache[key] = (top, len(values) > len(top) or bool(has_null))
+        counts = counts.dropna().set_index("v")["n"]
+        top = top_values(counts, TOP)
+        cache[key] = (top, len(counts) > len(top) or bool(has_null))
     return cache[key]
 
 
@@ -176,5 +183,5 @@ def names(compiler, m: MetricDefinition) -> str:
     return ",".join(compiler.__dict__.get("_covariate_names", {}).get(m.name, []))
 
 
-__all__ = ["COVARIATES", "OTHER", "TOP", "add_attributes", "names", "stat_columns",
+__all__ = ["COVARIATES", "OTHER", "TOP", "add_attributes", "names", "stat_columns", "top_values",
            "summands", "unit_columns"]
