@@ -113,42 +113,39 @@ STATS = """count(*) AS n,
 SQL_OVERALL = "SELECT variant, " + STATS + " FROM u GROUP BY variant ORDER BY variant"
 SQL_SEGMENTS = ("SELECT variant, device, " + STATS
                 + " FROM u GROUP BY variant, device ORDER BY variant, device")
-# Per day: each unit's change of every summand on the days it changes (entry day, event days),
-# summed per variant x day, cumulated over days.
+# Per day: each unit's change of every summand on the days it has events (its cumulative
+# values after the day against the same less the day's; one window per unit), plus its
+# pre-period summands on its entry day, summed per variant x day, cumulated over days.
 SQL_DAILY = """
 WITH inc AS (
   SELECT e.user_id, e.event_time::DATE AS day,
     count(*) FILTER (WHERE e.event_type = 'order')::DOUBLE AS o,
     coalesce(sum(e.revenue) FILTER (WHERE e.event_type = 'order'), 0)::DOUBLE AS r,
-    count(*) FILTER (WHERE e.event_type = 'session')::DOUBLE AS s, 0 AS entry
+    count(*) FILTER (WHERE e.event_type = 'session')::DOUBLE AS s
   FROM events e JOIN a USING (user_id)
   WHERE e.event_time >= a.assigned_at AND e.event_time < TIMESTAMP '{end}'
   GROUP BY ALL
-  UNION ALL
-  SELECT user_id, assigned_at::DATE, 0, 0, 0, 1 FROM a
-), ud AS (
-  SELECT user_id, day, sum(o) AS o, sum(r) AS r, sum(s) AS s, max(entry) AS entry
-  FROM inc GROUP BY user_id, day
 ), cum AS (
-  SELECT ud.user_id, u.variant, ud.day, ud.entry, u.pc, least(u.pr, {pc}) AS px, u.ps,
-    (sum(ud.o) OVER w > 0)::DOUBLE AS c, least(sum(ud.r) OVER w, {rc}) AS r, sum(ud.s) OVER w AS s
-  FROM ud JOIN u USING (user_id)
-  WINDOW w AS (PARTITION BY ud.user_id ORDER BY ud.day)
+  SELECT user_id, day, o, r, s, sum(o) OVER w AS co, sum(r) OVER w AS cr, sum(s) OVER w AS cs
+  FROM inc WINDOW w AS (PARTITION BY user_id ORDER BY day)
 ), d AS (
-  SELECT *, coalesce(lag(c) OVER w, 0) AS c0, coalesce(lag(r) OVER w, 0) AS r0,
-    coalesce(lag(s) OVER w, 0) AS s0
-  FROM cum WINDOW w AS (PARTITION BY user_id ORDER BY day)
+  SELECT u.variant, cum.day, u.pc, least(u.pr, {pc}) AS px, u.ps,
+    (co > 0)::DOUBLE AS c, (co - cum.o > 0)::DOUBLE AS c0, least(cr, {rc}) AS r,
+    least(cr - cum.r, {rc}) AS r0, cs AS s, cs - cum.s AS s0
+  FROM cum JOIN u USING (user_id)
 ), per_day AS (
-  SELECT variant, day, sum(entry) AS n,
-    sum(c - c0) AS c_sum, sum(c * c - c0 * c0) AS c_ss, sum(entry * pc) AS c_x,
-    sum(entry * pc * pc) AS c_xx, sum((c - c0) * pc) AS c_xy,
-    sum(r - r0) AS r_sum, sum(r * r - r0 * r0) AS r_ss, sum(entry * px) AS r_x,
-    sum(entry * px * px) AS r_xx, sum((r - r0) * px) AS r_xy,
-    sum(s - s0) AS s_sum, sum(s * s - s0 * s0) AS s_ss, sum(entry * ps) AS s_x,
-    sum(entry * ps * ps) AS s_xx, sum((s - s0) * ps) AS s_xy
+  SELECT variant, day, 0 AS n,
+    sum(c - c0) AS c_sum, sum(c * c - c0 * c0) AS c_ss, 0 AS c_x, 0 AS c_xx,
+    sum((c - c0) * pc) AS c_xy, sum(r - r0) AS r_sum, sum(r * r - r0 * r0) AS r_ss, 0 AS r_x,
+    0 AS r_xx, sum((r - r0) * px) AS r_xy, sum(s - s0) AS s_sum, sum(s * s - s0 * s0) AS s_ss,
+    0 AS s_x, 0 AS s_xx, sum((s - s0) * ps) AS s_xy
   FROM d GROUP BY variant, day
-)
-SELECT variant, day, {cumulated} FROM per_day ORDER BY variant, day
+  UNION ALL
+  SELECT variant, assigned_at::DATE, count(*), 0, 0, sum(pc), sum(pc * pc), 0, 0, 0,
+    sum(least(pr, {pc})), sum(least(pr, {pc}) ^ 2), 0, 0, 0, sum(ps), sum(ps * ps), 0
+  FROM u GROUP BY 1, 2
+), g AS (SELECT variant, day, {summed} FROM per_day GROUP BY variant, day)
+SELECT variant, day, {cumulated} FROM g ORDER BY variant, day
 """
 COLS = ["n"] + [f"{m}_{s}" for m in ("c", "r", "s") for s in ("sum", "ss", "x", "xx", "xy")]
 WB_STATS = {"sum": "sum", "ss": "sum_squares", "x": "pre_sum", "xx": "pre_sum_squares",
@@ -190,7 +187,9 @@ def run_sql(path):
         segments = con.execute(SQL_SEGMENTS.format(rc=rc, pc=pc)).df()
         cumulated = ", ".join(f"sum({c}) OVER (PARTITION BY variant ORDER BY day) AS {c}"
                               for c in COLS)
-        daily = con.execute(SQL_DAILY.format(rc=rc, pc=pc, cumulated=cumulated, **d)).df()
+        summed = ", ".join(f"sum({c}) AS {c}" for c in COLS)
+        daily = con.execute(SQL_DAILY.format(rc=rc, pc=pc, cumulated=cumulated, summed=summed,
+                                             **d)).df()
     finally:
         con.close()
     return {"validate": validate, "variants": variants, "caps": (rc, pc), "overall": overall,

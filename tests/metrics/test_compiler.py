@@ -355,3 +355,81 @@ def test_segments_pool_all_but_the_most_frequent_values_like_pandas(small_wareho
     for key, row in expected.iterrows():
         assert got.loc[key, "n"] == row["size"], key
         assert got.loc[key, "sum"] == pytest.approx(row["sum"], rel=1e-12), key
+
+
+DAILY_METRICS = [
+    {"name": "conv", "kind": "proportion", "event_type": "order", "cuped": True,
+     "pre_period_days": 7},
+    {"name": "rev", "kind": "mean", "event_type": "order", "aggregation": "sum",
+     "column": "revenue", "cap": {"percentile": 0.95}, "log_stats": True, "cuped": True,
+     "pre_period_days": 7},
+    {"name": "sess3", "kind": "mean", "event_type": "session", "window_days": 3},
+    {"name": "aov", "kind": "ratio",
+     "numerator": {"event_type": "order", "aggregation": "sum", "column": "revenue"},
+     "denominator": {"event_type": "order"}},
+]
+
+
+def test_daily_series_equals_pandas_day_by_day(small_warehouse):
+    """Each day's cumulative statistics: the units exposed by its end, their events up to it
+    (an attribution window, a binary value, a percentile cap at the final thresholds, a
+    capped CUPED covariate, a ratio, the hurdle's logs), computed here from the raw rows."""
+    from workbench.readout.experiment import Experiment
+
+    exp = Experiment.from_source(small_warehouse, metrics={"metrics": DAILY_METRICS})
+    w = exp.compiler.window
+    daily = exp.compiler.daily_stats().set_index(["metric", "date", "variant"])
+    with duckdb.connect(str(small_warehouse), read_only=True) as con:
+        a = con.execute("SELECT user_id, variant, assigned_at FROM assignments WHERE "
+                        f"experiment_id = '{w.experiment_id}'").df()
+        ev = con.execute("SELECT user_id, event_time, event_type, revenue FROM events").df()
+    start, end = pd.Timestamp(w.start_ts), pd.Timestamp(w.end_ts)
+    a = a[(a.assigned_at >= start) & (a.assigned_at < end)]
+    units = a.groupby("user_id").agg(variant=("variant", "first"), n=("variant", "nunique"),
+                                     assigned_at=("assigned_at", "min"))
+    units = units[units.n == 1].drop(columns="n")
+    e = ev.merge(units, left_on="user_id", right_index=True)
+    e["order"] = (e.event_type == "order").astype(float)
+    e["rev"] = e.revenue.where((e.event_type == "order") & np.isfinite(e.revenue), 0.0)
+    pre = e[(e.event_time >= start - pd.Timedelta(days=7)) & (e.event_time < start)]
+    pre = pre.groupby("user_id")[["order", "rev"]].sum().reindex(units.index, fill_value=0)
+    during = e[(e.event_time >= e.assigned_at) & (e.event_time < end)].copy()
+    during["sess3"] = ((during.event_type == "session")
+                       & (during.event_time < during.assigned_at + pd.Timedelta(days=3)))
+    during["date"] = during.event_time.dt.date
+
+    def values(upto):
+        g = during[during.date <= upto].groupby("user_id")[["order", "rev", "sess3"]].sum()
+        return g.reindex(units.index, fill_value=0).astype(float)
+
+    final = values(w.end_date)
+    cap_y, cap_x = np.quantile(final.rev, 0.95), np.quantile(pre.rev, 0.95)
+    x_rev = np.minimum(pre.rev, cap_x)
+    days = sorted(daily.index.get_level_values("date").unique())
+    assert days[0] == w.start_date and days[-1] == w.end_date
+    for day in (days[0], days[len(days) // 2], days[-1]):
+        v = values(day)
+        exposed = units.assigned_at.dt.date <= day
+        y_rev = np.minimum(v.rev, cap_y)
+        conv = (v.order > 0).astype(float)
+        for variant in w.variants:
+            m = exposed & (units.variant == variant)
+            got = {name: daily.loc[(name, day, variant)] for name in ("conv", "rev", "sess3",
+                                                                       "aov")}
+            assert got["conv"]["n"] == m.sum()
+            expect = {
+                ("conv", "sum"): conv[m].sum(),
+                ("conv", "pre_sum_product"): (conv * (pre.order > 0))[m].sum(),
+                ("rev", "sum"): y_rev[m].sum(),
+                ("rev", "sum_squares"): (y_rev ** 2)[m].sum(),
+                ("rev", "pre_sum"): x_rev[m].sum(),
+                ("rev", "pre_sum_product"): (y_rev * x_rev)[m].sum(),
+                ("rev", "positive_n"): (y_rev > 0)[m].sum(),
+                ("rev", "log_sum_squares"): (np.log(y_rev.where(y_rev > 0, 1.0)) ** 2)[m].sum(),
+                ("sess3", "sum_squares"): (v.sess3 ** 2)[m].sum(),
+                ("aov", "sum_product"): (v.rev * v.order)[m].sum(),
+                ("aov", "den_sum_squares"): (v.order ** 2)[m].sum(),
+            }
+            for (name, stat), want in expect.items():
+                assert got[name][stat] == pytest.approx(want, rel=1e-9, abs=1e-9), \
+                    (day, variant, name, stat)

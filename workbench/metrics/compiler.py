@@ -53,7 +53,7 @@ def summands(values: Mapping[str, Any], metric: MetricDefinition) -> dict[str, A
             for f in factors[1:]:
                 expr = expr * values[f]
             out[f"{metric.name}|{stat}"] = expr
-    if metric.log_stats:
+    if metric.log_stats and "y" in values:
         positive_n, log_sum, log_sum_squares = HURDLE_INPUT
         positive = values["y"] > 0
         log_y = ibis.ifelse(positive, values["y"], 1.0).ln()
@@ -502,9 +502,12 @@ class MetricCompiler(StatisticsCompiler):
         of that day. Percentile caps use the end-of-experiment thresholds. Metrics counting
         distinct values are left out (their daily increments are not additive).
 
-        Each unit contributes, on each day it changes, the difference between its statistics'
-        summands at the end of that day and the day before; cumulating those per variant gives
-        the statistics as of each day, in one engine query.
+        A unit's statistics as of day D are the summands of its values at the end of D, summed
+        per variant in two parts, cumulated over the days: on its day of exposure, the summands
+        with no 'during' value yet (its pre-period covariates, and the unit itself); on each
+        day it has events, the change of its summands, from its values before that day's events
+        (the cumulative aggregates less the day's) to its values after them. One engine query;
+        the per-day aggregates of each unit are cumulated in one window, carrying only them.
         """
         import ibis
 
@@ -517,54 +520,53 @@ class MetricCompiler(StatisticsCompiler):
         final = self.unit_values(capped=True)
         e = self._joined_events()
         e = e.filter(e.event_time >= e.assigned_at).mutate(day=e.event_time.date())
-        incs = {}
+        incs, column = {}, {}  # the 'during' aggregates (metrics may share one) by unit x day
         for m in metrics:
             during, _ = self._periods(e, m)
             for tag, agg, period in m.parts:
                 if period == "during":
-                    incs[_column(m.name, tag)] = self._aggregate(e, agg, during)
+                    key = (agg, m.window_days)
+                    if key not in column:
+                        column[key] = f"i{len(column)}"
+                        incs[column[key]] = self._aggregate(e, agg, during)
+                    column[(m.name, tag)] = column[key]
         inc = e.group_by("user_id", "day").aggregate(**incs)
-        inc = inc.mutate(**{k: inc[k].cast("float64") for k in incs}, entry=ibis.literal(0))
-        units = self.units()
-        entry = units.select(units.user_id, day=units.assigned_at.date(),
-                             **{k: ibis.literal(0.0) for k in incs}, entry=ibis.literal(1))
-        both = entry.union(inc.select(entry.columns))
-        both = both.group_by("user_id", "day").aggregate(
-            entry=both.entry.max(), **{k: both[k].sum() for k in incs})
+        inc = inc.mutate(**{k: inc[k].cast("float64").fill_null(0.0) for k in incs})
+        win = ibis.cumulative_window(group_by=inc.user_id, order_by=inc.day)
+        inc = inc.mutate(**{f"cum_{k}": inc[k].sum().over(win) for k in incs})
         # The pre-period covariates are fixed per unit: take them from the final unit table.
         fixed = [c for c in final.columns
                  if c.endswith(("__x", "__w")) or covariates.is_column(c)]
-        f = final.select("user_id", "variant", *fixed)
-        j = both.join(f, both.user_id == f.user_id).select(both, f.variant, *[f[c] for c in fixed])
-        win = ibis.cumulative_window(group_by=j.user_id, order_by=j.day)
-        cum = j.mutate(**{k: j[k].sum().over(win) for k in incs})
-        current = {}
+        f = final.select("user_id", "variant", "assigned_at", *fixed)
+        j = inc.join(f, inc.user_id == f.user_id).select(inc, f.variant, *[f[c] for c in fixed])
+
+        def value(m, tag, agg, raw):
+            if self._binary(m, tag, agg):
+                raw = (raw > 0).cast("float64")
+            return ibis.least(raw, caps[(m.name, tag)]) if (m.name, tag) in caps else raw
+
+        entry, change = {}, {}
         for m in metrics:
+            now, before, pre = {}, {}, {}
             for tag, agg, period in m.parts:
-                if period != "during":
-                    continue
-                v = cum[_column(m.name, tag)]
-                if self._binary(m, tag, agg):
-                    v = (v > 0).cast("float64")
-                if (m.name, tag) in caps:
-                    v = ibis.least(v, caps[(m.name, tag)])
-                current[_column(m.name, tag)] = v
-        cur = cum.select("user_id", "variant", "day", "entry", *fixed, **current)
-        lag = ibis.window(group_by=cur.user_id, order_by=cur.day)
-        prev = cur.mutate(**{f"prev__{k}": cur[k].lag().over(lag).fill_null(0.0)
-                             for k in current})
-        # entry rows add the fixed covariates once
-        first = prev.entry.cast("float64")
-        deltas = {f"__{N}": prev.entry.sum()}
-        for m in metrics:
-            now, before = {}, {}
-            for tag, _, period in m.parts:
-                col = _column(m.name, tag)
-                now[tag] = prev[col]
-                before[tag] = prev[f"prev__{col}"] if period == "during" else prev[col] * (1 - first)
+                if period == "during":
+                    k = column[(m.name, tag)]
+                    now[tag] = value(m, tag, agg, j[f"cum_{k}"])
+                    before[tag] = value(m, tag, agg, j[f"cum_{k}"] - j[k])
+                else:
+                    now[tag] = before[tag] = j[_column(m.name, tag)]
+                    pre[tag] = f[_column(m.name, tag)]
             new, old = summands(now, m), summands(before, m)
-            deltas |= {k: (new[k] - old[k]).sum() for k in new}
-        daily = execute(prev.group_by("variant", "day").aggregate(**deltas))
+            entry |= {k: v.sum() for k, v in summands(pre, m).items()}
+            change |= {k: (new[k] - old[k]).sum() for k in new if k not in entry}
+        zero = {f"__{N}": ibis.literal(0, "int64")} | {k: ibis.literal(0.0) for k in change}
+        zero |= {k: ibis.literal(0.0) for k in entry}
+        a = f.group_by("variant", day=f.assigned_at.date()).aggregate(
+            **{f"__{N}": f.count()}, **entry)
+        b = j.group_by("variant", "day").aggregate(**change)
+        a, b = (t.select("variant", "day", **{c: t[c] if c in t.columns else v
+                                              for c, v in zero.items()}) for t in (a, b))
+        daily = execute(a.union(b))  # a variant x day in both: summed by _cumulate
         wide = self._cumulate(daily.sort_values(["variant", "day"]))
         out = self.with_metrics(metrics)._to_long(wide, ["variant", "date"])
         out = out[out[N] > 0].reset_index(drop=True)
