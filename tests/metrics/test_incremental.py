@@ -99,7 +99,7 @@ def _both(path, metrics, state):
     """The incremental statistics, the full recompute of the same experiment (the compiler
     without the state) and the update. The metrics without ``distinct`` aggregations (read
     from the state's ``unit_table``; with one, the compiler joins ``settled`` + ``pending`` to
-    the units) are compared here as well."""
+    the units) and the per-day series (from the state's rows per day) are compared here."""
     from dataclasses import replace
 
     exp = _open(path, metrics, incremental=state)
@@ -110,6 +110,8 @@ def _both(path, metrics, state):
             _assert_equal(replace(c, per_unit=None, metrics=additive).sufficient_stats(),
                           c.with_metrics(additive).sufficient_stats())
         full = replace(c, per_unit=None).sufficient_stats()
+        # the per-day series from the state's rows per day, against the events
+        _assert_equal(replace(c, per_unit=None, per_day=None).daily_stats(), c.daily_stats())
         return c.sufficient_stats(), full, exp.incremental
     finally:
         exp.con.disconnect()
@@ -270,16 +272,16 @@ def test_readout_segments_and_cli(source, tmp_path, capsys):
     assert manifest["settled_until"] == "2026-10-16T00:00:00"
 
 
-def test_new_days_are_added_in_place_and_settled_days_compacted(source, metrics_file,
-                                                                 tmp_path):
+def test_new_days_are_added_in_place_and_kept_per_day(source, metrics_file, tmp_path):
     """Days that arrive complete (no late events): each run aggregates the new day only and
-    adds its rows to the units' rows in place; the settled days' rows are added to
-    ``settled`` once they outnumber it (a compaction). Every run equals a full recompute."""
+    adds its rows to the units' rows in place; ``settled`` holds per user the pre-period days
+    settled at the first run (the lookback's 2 days before the start are kept per day), and
+    ``pending`` every later day so far, per user (the per-day series reads the experiment's).
+    Every run equals a full recompute."""
     import json
 
     work, state = tmp_path / "work.duckdb", tmp_path / "state.duckdb"
     arrival = Arrival(source, work)
-    compacted = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for d in range(1, 7):
@@ -293,17 +295,23 @@ def test_new_days_are_added_in_place_and_settled_days_compacted(source, metrics_
             with duckdb.connect(str(state), read_only=True) as con:
                 manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
                 n_units = con.execute("SELECT count(*) FROM unit_table").fetchone()[0]
-                oldest = con.execute("SELECT min(day) FROM pending").fetchone()[0]
-            compacted.append(manifest["compacted_at_run"])
-            with duckdb.connect(str(work), read_only=True) as con:  # the units, by hand
+                days = [r[0] for r in con.execute(
+                    "SELECT DISTINCT day FROM pending ORDER BY 1").fetchall()]
+                settled = con.execute("SELECT count(*) FROM settled").fetchone()[0]
+            with duckdb.connect(str(work), read_only=True) as con:  # by hand
                 want = con.execute(
                     f"SELECT count(*) FROM (SELECT user_id FROM assignments WHERE experiment_id"
                     f" = '{EXPERIMENT}' GROUP BY 1 HAVING min(variant) = max(variant))"
                 ).fetchone()[0]
+                pre_users = con.execute(
+                    "SELECT count(DISTINCT user_id) FROM events WHERE event_time >= "
+                    f"'{START - dt.timedelta(days=14)}' AND event_time < "
+                    f"'{START - dt.timedelta(days=2)}'").fetchone()[0]
             assert n_units == want
-    assert 1 < max(compacted) <= 6  # a compaction happened ...
-    assert oldest >= dt.datetime.fromisoformat(manifest["settled_until"]) - dt.timedelta(
-        days=6 - max(compacted) + 1)  # ... and dropped the compacted days from `pending`
+            assert days == [START + dt.timedelta(days=i) for i in range(-2, d)]
+            assert settled == pre_users
+            assert manifest["settled_until"] == (cutoff - dt.timedelta(days=3)).isoformat() \
+                or d < 3
 
 
 def test_crossovers_kept_in_their_first_variant(source, tmp_path):
@@ -344,7 +352,7 @@ def test_crossovers_kept_in_their_first_variant(source, tmp_path):
 
 def test_pending_days_reused_until_their_events_or_exposures_change(source, metrics_file,
                                                                      tmp_path):
-    """The days after the settled region are kept per day (table ``pending``): a run with no
+    """The days of the lookback are fingerprinted per day (table ``pending``): a run with no
     new rows re-reads no event; assignments that arrive late for units exposed during those
     days re-aggregate those days only (no rebuild: the settled days do not depend on them);
     every run equals a full recompute."""
@@ -371,8 +379,10 @@ def test_pending_days_reused_until_their_events_or_exposures_change(source, metr
         manifest = json.loads(con.execute("SELECT body FROM manifest").fetchone()[0])
         days = [r[0] for r in con.execute("SELECT DISTINCT day FROM pending ORDER BY 1")
                 .fetchall()]
-    want = [START + dt.timedelta(days=d) for d in (2, 3, 4)]
-    assert days == want and sorted(manifest["pending"]) == [d.isoformat() for d in want]
+    # every day of the experiment is kept per day; the lookback's are fingerprinted
+    assert days == [START + dt.timedelta(days=d) for d in range(5)]
+    assert sorted(manifest["pending"]) == [(START + dt.timedelta(days=d)).isoformat()
+                                           for d in (2, 3, 4)]
     assert manifest["runs"] == 3 and manifest["rebuilt_at_run"] == 1
 
 

@@ -328,6 +328,7 @@ class MetricCompiler(StatisticsCompiler):
     users: Any = None
     exclude_crossovers: bool = True
     per_unit: Any = field(default=None, repr=False)  # (compiler, events) -> per-unit aggregates
+    per_day: Any = field(default=None, repr=False)  # (compiler, keys) -> per-unit x day ones
     _units: Any = field(default=None, init=False, repr=False)
     _caps: Any = field(default=None, init=False, repr=False)
     _values: Any = field(default=None, init=False, repr=False)  # materialised unit table
@@ -525,12 +526,14 @@ class MetricCompiler(StatisticsCompiler):
             during, _ = self._periods(e, m)
             for tag, agg, period in m.parts:
                 if period == "during":
-                    key = (agg, m.window_days)
+                    key = (agg, period, m.window_days)  # as in unit_aggregates
                     if key not in column:
                         column[key] = f"i{len(column)}"
-                        incs[column[key]] = self._aggregate(e, agg, during)
+                        incs[column[key]] = (key, self._aggregate(e, agg, during))
                     column[(m.name, tag)] = column[key]
-        inc = e.group_by("user_id", "day").aggregate(**incs)
+        inc = (e.group_by("user_id", "day").aggregate(**{k: v for k, (_, v) in incs.items()})
+               if self.per_day is None  # else the incremental state's (metrics/incremental.py)
+               else self.per_day(self, {k: key for k, (key, _) in incs.items()}))
         inc = inc.mutate(**{k: inc[k].cast("float64").fill_null(0.0) for k in incs})
         win = ibis.cumulative_window(group_by=inc.user_id, order_by=inc.day)
         inc = inc.mutate(**{f"cum_{k}": inc[k].sum().over(win) for k in incs})

@@ -13,14 +13,14 @@ events, in the same queries), and the file is small (1M users: ~50 MB). Tables o
 - ``unit_table``: one row per unit, ``user_id, variant, assigned_at`` and its aggregates
   (``settled`` + all its ``pending`` rows): the table the statistics are computed from, read by
   the compiler as its unit table (:attr:`MetricCompiler.per_unit`), kept up to date in place.
-- ``settled``: one row per user with events in the settled region ``[pre_start, x)``:
-  ``user_id`` and one column per additive aggregate of the metrics (``count``, ``any``, ``sum``),
-  taken with the user's exposure at the time the day was aggregated (a user who was no unit
-  then has no 'during' events there).
-- ``pending``: one row per day x user with the same columns, for the days after ``settled``:
-  the lookback days and the newest day, each kept with the fingerprints of its events and of
-  the units exposed before its end (in the manifest), and the settled days not yet added to
-  ``settled`` (they are, in place, once their rows outnumber it: :data:`COMPACT`).
+- ``settled``: one row per user with events in the pre-period, as of the state's (re)build:
+  ``user_id`` and one column per additive aggregate of the metrics (``count``, ``any``, ``sum``).
+- ``pending``: one row per day x user with the same columns, for every day after those: the
+  experiment's days (the per-day series reads them: :meth:`IncrementalState.per_day`; each
+  taken with the users' exposures at the time it was aggregated: a user who was no unit then has
+  no 'during' events there), and the pre-period days of a state made before the start. The
+  lookback days and the newest day are kept with the fingerprints of their events and of the
+  units exposed before their end (in the manifest); the older days are settled: their rows stay.
 - ``manifest``: one JSON row (:class:`Manifest`): definitions hash (the aggregates held),
   experiment and window, lookback, ``settled_until``, watermark, the fingerprints of the settled
   events, of the units (before ``settled_until`` and per day of first exposure), of the pending
@@ -34,8 +34,9 @@ or exposures changed (the newest day, a day that received late events: an event 
 ``unit_table`` (an UPDATE of the aggregates that can change), or make the rows of the users of
 a re-aggregated day again from ``settled`` + ``pending``, and those of the units whose exposure
 changed (new units). The days that leave the lookback are settled (their fingerprints join the
-settled one; no event is read again). Caps, CUPED, covariates, quantiles and segments are then
-computed from ``unit_table`` as in a full recompute, so the statistics are the same (to float
+settled one; no event is read again, no row moved). Caps, CUPED, covariates, quantiles and
+segments are then computed from ``unit_table`` as in a full recompute, and the per-day series
+from ``pending``'s rows of the experiment's days, so the statistics are the same (to float
 rounding).
 
 Rebuild rule: the state is rebuilt from all events when there is no state, or the aggregates of
@@ -61,17 +62,16 @@ import datetime as dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import ParameterError, SourceError
 
-VERSION = 3  # 3: tables `assigned` and `unit_table`; days settled lazily (COMPACT)
+VERSION = 4  # 4: the experiment's days stay in `pending` (the per-day series reads them)
 ALIAS = "wb_incremental"
 VERIFY = ("rows", "none")
 _PRIME = 2147483647  # hashes are summed modulo-reduced
-COMPACT = 1.0  # settled days stay in `pending` until their rows outnumber `settled` x this
 
 
 @dataclass
@@ -94,7 +94,6 @@ class Manifest:
     pending: dict[str, dict] = field(default_factory=dict)  # day -> fingerprints of its rows
     unit_days: dict | None = None  # day of first exposure -> [n, h] of the units (unit_table)
     assign_days: dict[str, list] = field(default_factory=dict)  # day -> [n, h], assignments
-    compacted_at_run: int = 0
     runs: int = 0
     rebuilt_at_run: int = 0
     reason: str = ""
@@ -203,8 +202,10 @@ class IncrementalState:
         if row is None:
             return None
         try:
-            return Manifest(**json.loads(row[0]))
-        except (TypeError, ValueError):
+            body = json.loads(row[0])
+            known = {f.name for f in fields(Manifest)}  # an older version's: rebuilt, it says so
+            return Manifest(**{k: v for k, v in body.items() if k in known})
+        except (TypeError, ValueError, AttributeError):
             return None
 
     def _write_manifest(self, m: Manifest) -> None:
@@ -356,13 +357,20 @@ class IncrementalState:
         return e.group_by(*by, "user_id").aggregate(**named)
 
     def _settle(self, compiler, lo, hi, columns: dict[str, str]) -> None:
-        """A new ``settled`` table: the per-user aggregates of the events of ``[lo, hi)``."""
+        """New ``settled`` and ``pending`` tables for the events of ``[lo, hi)``: per user
+        those before the experiment's start, per day x user those after it (the per-day
+        series reads them, :meth:`per_day`)."""
         cols = list(columns.values())
-        inc = self._sql(self._aggregates(compiler, self._events_in(compiler, lo, hi), columns))
+        start = min(max(lo, compiler.window.start_ts), hi)
+        inc = self._sql(self._aggregates(compiler, self._events_in(compiler, lo, start),
+                                         columns))
         self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.settled AS "
                          f"SELECT user_id, {', '.join(cols)} FROM ({inc})")
         self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.pending AS SELECT "
                          f"CAST(NULL AS TIMESTAMP) AS day, * FROM {ALIAS}.settled LIMIT 0")
+        if hi > start:
+            self._aggregate_days(compiler, [start + dt.timedelta(days=i)
+                                            for i in range((hi - start).days)], columns)
 
     def _aggregate_days(self, compiler, days: list[dt.datetime], columns: dict[str, str]):
         """Replace the ``pending`` rows of ``days`` with their per-user aggregates from the
@@ -376,23 +384,6 @@ class IncrementalState:
         inc = self._sql(self._aggregates(compiler, e, columns, by=("_wb_day",)))
         self.con.raw_sql(f"INSERT INTO {ALIAS}.pending (day, user_id, {', '.join(cols)}) "
                          f"SELECT _wb_day, user_id, {', '.join(cols)} FROM ({inc})")
-
-    def _move_to_settled(self, until: dt.datetime, columns: dict[str, str]) -> None:
-        """Add the ``pending`` days before ``until`` to ``settled`` in place (UPDATE of the
-        users already there, INSERT of the others) and drop them from ``pending``: no event
-        is read again."""
-        cols = list(columns.values())
-        at = f"TIMESTAMP '{until.isoformat(sep=' ')}'"
-        sums = ", ".join(f"sum({c}) AS {c}" for c in cols)
-        delta = (f"(SELECT user_id, {sums} FROM {ALIAS}.pending WHERE day < {at} "
-                 "GROUP BY user_id)")
-        add = ", ".join(f"{c} = coalesce(s.{c} + d.{c}, s.{c}, d.{c})" for c in cols)
-        self.con.raw_sql(f"UPDATE {ALIAS}.settled AS s SET {add} FROM {delta} AS d "
-                         "WHERE s.user_id = d.user_id")
-        self.con.raw_sql(f"INSERT INTO {ALIAS}.settled (user_id, {', '.join(cols)}) "
-                         f"SELECT user_id, {', '.join(cols)} FROM {delta} AS d WHERE NOT EXISTS "
-                         f"(SELECT 1 FROM {ALIAS}.settled s WHERE s.user_id = d.user_id)")
-        self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day < {at}")
 
     def _unit_rows(self, units: str, columns: dict[str, str], only: str = "") -> str:
         """The rows of table ``unit_table``: each unit (of query ``units``) with its aggregates,
@@ -472,7 +463,7 @@ class IncrementalState:
             self.con.raw_sql("COMMIT")
         finally:
             self.con.raw_sql(f"SET checkpoint_threshold = '{threshold}'")
-        compiler.per_unit = self.per_unit
+        compiler.per_unit, compiler.per_day = self.per_unit, self.per_day
         return out
 
     def _run(self, compiler, as_of: dt.datetime | None) -> Update:
@@ -590,22 +581,13 @@ class IncrementalState:
         m.pending = now
         if not rebuild and until > old_until:
             # The days that leave the lookback are settled: their fingerprints join that of the
-            # settled events; their rows stay in `pending` (summed into `unit_table` already)
-            # until they outnumber `settled`'s, then they are added to `settled` in place.
+            # settled events; their rows stay in `pending` (summed into `unit_table` already; the
+            # per-day series reads those of the experiment's days), no row is moved.
             if self.verify == "rows":
                 for d in days:
                     if d < until:
                         m.fingerprint = {k: m.fingerprint.get(k, 0) + now[d.isoformat()][k]
                                          for k in zero}
-            at = f"TIMESTAMP '{until.isoformat(sep=' ')}'"
-            old, base = self.con.raw_sql(
-                f"SELECT (SELECT count(*) FROM {ALIAS}.pending WHERE day < {at}), "
-                f"(SELECT count(*) FROM {ALIAS}.settled)").fetchone()
-            if old > COMPACT * base:
-                self._move_to_settled(until, m.columns)
-                self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.unit_table AS "
-                                 f"SELECT * FROM {ALIAS}.unit_table")  # drops deleted rows
-                m.compacted_at_run = m.runs + 1
         m.pending = {d: v for d, v in m.pending.items() if _ts(d) >= until}
         m.units_fingerprint = ufp(until)
         m.settled_until = until.isoformat()
@@ -614,6 +596,20 @@ class IncrementalState:
         if rebuild:
             m.rebuilt_at_run, m.reason = m.runs, reason
         return stale, end
+
+    def per_day(self, compiler, keys: dict):
+        """The per-user x day (``user_id, day``) aggregates ``keys`` (column -> aggregate key
+        ``(Aggregate, 'during', window_days)``) of the experiment's days, from ``pending``:
+        the per-day series' increments, no event read."""
+        m = self.manifest
+        missing = [repr(k) for k in keys.values() if repr(k) not in m.columns]
+        if missing:
+            raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
+                              "update it with these metrics first")
+        p = self.con.table("pending", database=ALIAS)
+        p = p.filter(p.day >= compiler.window.start_ts)
+        return p.select("user_id", day=p.day.date(),
+                        **{n: p[m.columns[repr(k)]] for n, k in keys.items()})
 
     def per_unit(self, compiler, e):
         """The per-unit aggregates of ``compiler`` (any subset of the state's metrics).
