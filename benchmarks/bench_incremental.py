@@ -18,7 +18,16 @@ Both include the units, caps (99.9th percentile), CUPED and the hurdle statistic
 sample's metrics, and closing the connection (the state's commit and checkpoint); the results
 are checked equal (1e-9 relative).
 
+Then, interleaved, the whole readout a scheduled job runs (``Experiment.from_source(...,
+incremental=state).analyze(segments=["device"])``: the state's update, the checks, the overall,
+segment and per-day statistics, the tests and the decision) against the same without a state;
+their per-day series are checked equal.
+
     .venv/bin/python benchmarks/bench_incremental.py [--users 1000000] [--repeat 3]
+        [--activity 1] [--no-readout]
+
+``--activity`` multiplies every user's session rate (and so the events per user) in the
+generated sample: 1 is the sample's ~12 events per user over the 28 days.
 
 Data goes to ``$WORKBENCH_BENCH_DIR`` (default ``/tmp/workbench_bench``).
 """
@@ -93,16 +102,19 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--lookback-days", type=int, default=2)
+    ap.add_argument("--activity", type=float, default=1.0)
+    ap.add_argument("--no-readout", action="store_true")
     args = ap.parse_args()
     from workbench.data.sample import generate
     from workbench.metrics import incremental
 
     base = Path(os.environ.get("WORKBENCH_BENCH_DIR", "/tmp/workbench_bench"))
     base.mkdir(parents=True, exist_ok=True)
-    source = base / f"incremental_{args.users}.duckdb"
+    tag = "" if args.activity == 1 else f"_x{args.activity:g}"
+    source = base / f"incremental_{args.users}{tag}.duckdb"
     if not source.exists():
         t = time.perf_counter()
-        generate(source, seed=7, n_users=args.users, progress=False)
+        generate(source, seed=7, n_users=args.users, activity=args.activity, progress=False)
         print(f"generated {args.users} users in {time.perf_counter() - t:.0f} s")
     work, state, saved = (base / "incremental_work.duckdb", base / "incremental_state.duckdb",
                           base / "incremental_state_day13.duckdb")
@@ -157,6 +169,37 @@ def main() -> None:
     print(f"ratio per repeat: median {statistics.median(pairs):.3f}  "
           f"{[round(x, 2) for x in pairs]}")
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    if args.no_readout:
+        return
+    inc, whole = [], []
+    for _ in range(args.repeat):
+        shutil.copy(saved, state)
+        t, a = _readout(work, state)
+        inc.append(t)
+        t, b = _readout(work)
+        whole.append(t)
+        x, y = (f.select_dtypes("number").to_numpy(float) for f in (a, b))
+        assert a.shape == b.shape and np.allclose(x, y, rtol=1e-9, equal_nan=True)
+    mi, mw = statistics.median(inc), statistics.median(whole)
+    pairs = [i / w for i, w in zip(inc, whole)]
+    print(f"readout with the state:    median {mi:.2f} s  {[round(x, 2) for x in inc]}")
+    print(f"readout without:           median {mw:.2f} s  {[round(x, 2) for x in whole]}")
+    print(f"ratio: {mi / mw:.3f}; per repeat median {statistics.median(pairs):.3f}  "
+          f"{[round(x, 2) for x in pairs]} (per-day series equal)")
+    print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+def _readout(work: Path, state: Path | None = None):
+    """The readout a scheduled job runs, with or without the incremental state: its time and
+    its per-day series."""
+    import workbench as wb
+
+    t = time.perf_counter()
+    exp = wb.Experiment.from_source(work, "checkout_redesign", incremental=state)
+    exp.analyze(segments=["device"])
+    daily = exp.sufficient_stats(by_day=True)
+    exp.con.disconnect()
+    return time.perf_counter() - t, daily
 
 
 if __name__ == "__main__":

@@ -216,27 +216,20 @@ def _readout_experiment(args: argparse.Namespace):
         if args.source is not None:
             raise ParameterError("give --units (a per-unit file) or --source (an event log), "
                                  "not both")
-        if getattr(args, "incremental", None) is not None:
-            raise ParameterError("--incremental keeps per-unit aggregates of an event log's "
-                                 "events; a per-unit table (--units) has none to keep")
         if args.metrics is None:
             raise ParameterError("--units needs --metrics: a YAML of metrics declared on its "
                                  "columns (kind, column, pre_column)")
         return open_experiment(args.units, args.experiment or "experiment", args.metrics,
                                variant=args.variant_column, unit=args.unit_column,
-                               date=args.date_column, control=args.control)
+                               date=args.date_column, control=args.control,
+                               incremental=args.incremental)
     if args.experiment is None:
         raise ParameterError("--experiment is required (the experiment id in the source)")
     if str(args.source or "").lower().endswith((".csv", ".tsv", ".parquet", ".csv.gz")):
         raise ParameterError(f"--source {args.source!r} is a data file: pass a per-unit table "
                              "as --units")
-    if getattr(args, "incremental", None) is not None:
-        from workbench.readout.experiment import Experiment
-
-        return Experiment.from_source(args.source, args.experiment, args.metrics,
-                                      control=args.control, incremental=args.incremental,
-                                      lookback_days=args.lookback_days)
-    return open_experiment(args.source, args.experiment, args.metrics, control=args.control)
+    return open_experiment(args.source, args.experiment, args.metrics, control=args.control,
+                           incremental=args.incremental, lookback_days=args.lookback_days)
 
 
 def _readout(args: argparse.Namespace) -> int:

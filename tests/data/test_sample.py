@@ -251,10 +251,35 @@ def test_default_path_comes_from_the_settings(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs", [{"n_users": 5}, {"crossover": 1.5}, {"missing": -0.1},
-                                    {"seed": -1}])
+                                    {"seed": -1}, {"activity": 0}])
 def test_bad_parameters_raise(tmp_path, kwargs):
     with pytest.raises(ConfigError):
         generate(tmp_path / "x.duckdb", progress=False, **kwargs)
+
+
+def test_activity_multiplies_the_sessions_and_the_truth_follows(tmp_path):
+    """activity=3: three times the pre-period sessions per user; the experiment's sessions per
+    control user still match the truth (computed from the same rates)."""
+    pre, during, truth = {}, {}, {}
+    for activity in (1.0, 3.0):
+        path = tmp_path / f"a{activity:g}.duckdb"
+        t = generate(path, seed=3, n_users=4000, activity=activity, progress=False)
+        e = t.effects
+        truth[activity] = e[(e.metric == "sessions_per_user") & (e.dimension == "(all)")
+                            & (e.variant == "treatment_a")]["control_value"].iloc[0]
+        with duckdb.connect(str(path), read_only=True) as con:
+            pre[activity] = con.execute(
+                "SELECT count(*) / 4000 FROM events WHERE event_type = 'session' AND "
+                f"event_time < DATE '{t.start_date}'").fetchone()[0]
+            during[activity] = con.execute(
+                "SELECT count(e.user_id) / count(DISTINCT a.user_id) FROM assignments a "
+                "LEFT JOIN events e ON e.user_id = a.user_id AND e.event_type = 'session' AND "
+                f"e.event_time >= a.assigned_at AND e.event_time < DATE '{t.end_date}' + 1 "
+                "WHERE a.variant = 'control'").fetchone()[0]
+    assert pre[3.0] / pre[1.0] == pytest.approx(3.0, rel=0.05)
+    assert truth[3.0] > 2 * truth[1.0]
+    for activity in (1.0, 3.0):
+        assert during[activity] == pytest.approx(truth[activity], rel=0.05), activity
 
 
 def test_model_dataset_drift():

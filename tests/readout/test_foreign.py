@@ -200,6 +200,10 @@ def test_open_experiment_detects_per_unit_files(other_experiment):
     assert not s.timeseries and s.segments == ()
     assert any("'device' skipped (not column(s) of the per-unit table)" in n for n in s.notes)
     assert any("time series: skipped" in n for n in s.notes)
+    with pytest.raises(ParameterError, match="incremental.*per-unit table"):
+        open_experiment(str(other_experiment["units_csv"]), "pricing",
+                        str(other_experiment["units_metrics"]), variant="arm",
+                        unit="customer_id", incremental=str(other_experiment["units_csv"]))
 
 
 def test_readme_snippets_work_from_notebooks(small_warehouse, tmp_path, monkeypatch):

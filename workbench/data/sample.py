@@ -453,7 +453,8 @@ def _write(path: Path, tables: dict) -> None:
 
 def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
              experiment_id: str = "checkout_redesign", srm: bool = False,
-             crossover: float = 0.0, missing: float = 0.0, progress: bool = True) -> SampleTruth:
+             crossover: float = 0.0, missing: float = 0.0, activity: float = 1.0,
+             progress: bool = True) -> SampleTruth:
     """Generate the sample checkout experiment and write it to a DuckDB file.
 
     Parameters
@@ -473,6 +474,9 @@ def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
         Share of assigned users given a second, later assignment row to another variant.
     missing : float
         Share of order revenues set to NaN (a DOUBLE NaN, not NULL).
+    activity : float
+        Multiplies every user's session rate, so the events per user (1: ~12 over the
+        pre-period and the experiment); the truth follows.
     progress : bool
         Show a tqdm progress bar.
 
@@ -489,6 +493,8 @@ def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
     for name, share in (("crossover", crossover), ("missing", missing)):
         if not 0.0 <= share < 1.0:
             raise ConfigError(f"{name} must be in [0, 1), got {share}")
+    if not activity > 0:
+        raise ConfigError(f"activity must be > 0, got {activity}")
     from workbench.config import get_settings
 
     settings = get_settings()
@@ -513,7 +519,7 @@ def generate(path=None, *, seed: int | None = None, n_users: int = 200_000,
     pre_start_us = start_us - PRE_DAYS * _US_PER_DAY
 
     # Users and assignment (every user is exposed once, at a front-loaded time).
-    pop = _population(rng, n_users)
+    pop = _population(rng, n_users, rate_scale=activity)
     arm = rng.choice(3, size=n_users, p=PLANNED_WEIGHTS).astype(np.int8)
     offset = (rng.random(n_users) ** 1.4 * EXPOSURE_DAYS * _US_PER_DAY).astype(np.int64)
     assigned_us = start_us + offset

@@ -44,7 +44,8 @@ def open_experiment(source: Any = None, experiment_id: str = "checkout_redesign"
                     metrics: Any = None, *, columns: Mapping[str, str] | None = None,
                     variant: str = "variant", unit: str | None = None, date: str | None = None,
                     control: str | None = None,
-                    planned_weights: Mapping[str, float] | None = None) -> Experiment:
+                    planned_weights: Mapping[str, float] | None = None,
+                    incremental: Any = None, lookback_days: int = 2) -> Experiment:
     """An :class:`~workbench.readout.experiment.Experiment` from an event log or a per-unit
     table (:func:`is_units_source`).
 
@@ -57,16 +58,24 @@ def open_experiment(source: Any = None, experiment_id: str = "checkout_redesign"
         Event logs: your column names (``{documented: yours}``).
     variant, unit, date : str
         Per-unit tables: the variant, unit id and date columns (:meth:`Experiment.from_units`).
+    incremental, lookback_days
+        Event logs in DuckDB: a state file of per-unit aggregates, updated with the events since
+        the last run only (:mod:`workbench.metrics.incremental`), and its lookback.
     """
     if is_units_source(source):
         if columns:
             raise ParameterError("columns= maps an event log's columns; a per-unit table names "
                                  "its columns in the metrics (and variant=, unit=, date=)")
+        if incremental is not None:
+            raise ParameterError("incremental keeps per-unit aggregates of an event log's "
+                                 "events; a per-unit table has none to keep")
         return Experiment.from_units(project_path(source), variant, project_path(metrics),
                                      unit=unit, control=control, planned_weights=planned_weights,
                                      experiment_id=experiment_id, date=date)
     return Experiment.from_source(source, experiment_id, metrics, columns=columns,
-                                  control=control, planned_weights=planned_weights)
+                                  control=control, planned_weights=planned_weights,
+                                  incremental=project_path(incremental),
+                                  lookback_days=lookback_days)
 
 
 @dataclass(frozen=True)
