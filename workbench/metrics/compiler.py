@@ -531,12 +531,13 @@ class MetricCompiler(StatisticsCompiler):
                         column[key] = f"i{len(column)}"
                         incs[column[key]] = (key, self._aggregate(e, agg, during))
                     column[(m.name, tag)] = column[key]
-        inc = (e.group_by("user_id", "day").aggregate(**{k: v for k, (_, v) in incs.items()})
-               if self.per_day is None  # else the incremental state's (metrics/incremental.py)
-               else self.per_day(self, {k: key for k, (key, _) in incs.items()}))
-        inc = inc.mutate(**{k: inc[k].cast("float64").fill_null(0.0) for k in incs})
-        win = ibis.cumulative_window(group_by=inc.user_id, order_by=inc.day)
-        inc = inc.mutate(**{f"cum_{k}": inc[k].sum().over(win) for k in incs})
+        if self.per_day is None:
+            inc = e.group_by("user_id", "day").aggregate(**{k: v for k, (_, v) in incs.items()})
+            inc = inc.mutate(**{k: inc[k].cast("float64").fill_null(0.0) for k in incs})
+            win = ibis.cumulative_window(group_by=inc.user_id, order_by=inc.day)
+            inc = inc.mutate(**{f"cum_{k}": inc[k].sum().over(win) for k in incs})
+        else:  # the incremental state's, with their cumulative values (metrics/incremental.py)
+            inc = self.per_day(self, {k: key for k, (key, _) in incs.items()})
         # The pre-period covariates are fixed per unit: take them from the final unit table.
         fixed = [c for c in final.columns
                  if c.endswith(("__x", "__w")) or covariates.is_column(c)]

@@ -68,7 +68,7 @@ from typing import Any
 
 from workbench.errors import ParameterError, SourceError
 
-VERSION = 4  # 4: the experiment's days stay in `pending` (the per-day series reads them)
+VERSION = 5  # 5: the experiment's days stay in `pending`, with cumulative values
 ALIAS = "wb_incremental"
 VERIFY = ("rows", "none")
 _PRIME = 2147483647  # hashes are summed modulo-reduced
@@ -356,34 +356,74 @@ class IncrementalState:
                  for k in source if len(k) == 3 and _additive(k)}
         return e.group_by(*by, "user_id").aggregate(**named)
 
-    def _settle(self, compiler, lo, hi, columns: dict[str, str]) -> None:
+    def _settle(self, compiler, lo, hi, columns: dict[str, str], during: list[str]) -> None:
         """New ``settled`` and ``pending`` tables for the events of ``[lo, hi)``: per user
         those before the experiment's start, per day x user those after it (the per-day
-        series reads them, :meth:`per_day`)."""
+        series reads them, :meth:`per_day`); ``pending`` also holds the user's cumulative
+        value of each ``during`` aggregate as of the day (``c_<column>``, set by
+        :meth:`_aggregate_days`)."""
         cols = list(columns.values())
         start = min(max(lo, compiler.window.start_ts), hi)
         inc = self._sql(self._aggregates(compiler, self._events_in(compiler, lo, start),
                                          columns))
         self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.settled AS "
                          f"SELECT user_id, {', '.join(cols)} FROM ({inc})")
-        self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.pending AS SELECT "
-                         f"CAST(NULL AS TIMESTAMP) AS day, * FROM {ALIAS}.settled LIMIT 0")
+        cum = "".join(f", CAST(NULL AS DOUBLE) AS c_{c}" for c in during)
+        self.con.raw_sql(f"CREATE OR REPLACE TABLE {ALIAS}.pending AS SELECT CAST(NULL AS "
+                         f"TIMESTAMP) AS day, *{cum} FROM {ALIAS}.settled LIMIT 0")
         if hi > start:
             self._aggregate_days(compiler, [start + dt.timedelta(days=i)
-                                            for i in range((hi - start).days)], columns)
+                                            for i in range((hi - start).days)], columns, during)
 
-    def _aggregate_days(self, compiler, days: list[dt.datetime], columns: dict[str, str]):
+    def _aggregate_days(self, compiler, days: list[dt.datetime], columns: dict[str, str],
+                        during: list[str], current: bool = False):
         """Replace the ``pending`` rows of ``days`` with their per-user aggregates from the
-        events (one query over the days' events)."""
+        events (one query over the days' events), with the cumulative columns of the rows
+        from the first of them on: each user's ``during`` aggregates before that day plus a
+        running sum (one window over those rows only). The sums before it are ``unit_table``'s
+        less the rows from it on when ``unit_table`` is ``current`` (it holds every row's sum),
+        else those rows' sums. Rows after the first day that are kept are written again (DuckDB
+        appends far faster than it updates)."""
         cols = list(columns.values())
         day_list = ", ".join(f"TIMESTAMP '{d.isoformat(sep=' ')}'" for d in days)
-        self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day IN ({day_list})")
+        first = f"TIMESTAMP '{min(days).isoformat(sep=' ')}'"
         e = self._events_in(compiler, min(days), max(days) + dt.timedelta(days=1))
         e = e.mutate(_wb_day=e.event_time.truncate("D").cast("timestamp"))
         e = e.filter(e._wb_day.isin(days))
         inc = self._sql(self._aggregates(compiler, e, columns, by=("_wb_day",)))
-        self.con.raw_sql(f"INSERT INTO {ALIAS}.pending (day, user_id, {', '.join(cols)}) "
-                         f"SELECT _wb_day, user_id, {', '.join(cols)} FROM ({inc})")
+        later = self.con.raw_sql(f"SELECT count(*) FROM {ALIAS}.pending WHERE day >= {first}"
+                                 ).fetchone()[0]
+        listed = ", ".join(cols)
+        rows = f"SELECT _wb_day AS day, user_id, {listed} FROM ({inc})"
+        if later:
+            rows += (f" UNION ALL SELECT day, user_id, {listed} FROM {ALIAS}.pending "
+                     f"WHERE day >= {first} AND day NOT IN ({day_list})")
+        sums = ", ".join(f"sum({c}) AS {c}" for c in during)
+        after = f"(SELECT user_id, {sums} FROM {ALIAS}.pending WHERE day >= {first} GROUP BY 1)"
+        if not during:
+            base = f"SELECT user_id FROM {ALIAS}.settled LIMIT 0"
+        elif current:
+            less = ", ".join(f"t.{c} - coalesce(a.{c}, 0) AS {c}" if later else f"t.{c}"
+                             for c in during)
+            base = (f"SELECT t.user_id, {less} FROM {ALIAS}.unit_table AS t"
+                    + (f" LEFT JOIN {after} AS a ON a.user_id = t.user_id" if later else ""))
+        else:
+            base = f"SELECT user_id, {sums} FROM {ALIAS}.pending WHERE day < {first} GROUP BY 1"
+        one = len(days) == 1 and not later  # one row per user: no running sum to take
+        run = "r.{c}" if one else "sum(r.{c}) OVER w"
+        cum = "".join(f", coalesce(b.{c}, 0) + {run.format(c=c)} AS c_{c}" for c in during)
+        select = (f"WITH r AS ({rows}), b AS ({base}) SELECT r.day, r.user_id, "
+                  f"{', '.join(f'r.{c}' for c in cols)}{cum} FROM r LEFT JOIN b ON "
+                  "b.user_id = r.user_id"
+                  + ("" if one else " WINDOW w AS (PARTITION BY r.user_id ORDER BY r.day)"))
+        if not later:
+            self.con.raw_sql(f"INSERT INTO {ALIAS}.pending {select}")
+            return
+        tail = f"{ALIAS}._wb_tail"
+        self.con.raw_sql(f"CREATE OR REPLACE TABLE {tail} AS {select}")
+        self.con.raw_sql(f"DELETE FROM {ALIAS}.pending WHERE day >= {first}")
+        self.con.raw_sql(f"INSERT INTO {ALIAS}.pending SELECT * FROM {tail}")
+        self.con.raw_sql(f"DROP TABLE {tail}")
 
     def _unit_rows(self, units: str, columns: dict[str, str], only: str = "") -> str:
         """The rows of table ``unit_table``: each unit (of query ``units``) with its aggregates,
@@ -531,8 +571,9 @@ class IncrementalState:
         from the events and the end of the pending days."""
         w = compiler.window
         zero = {"n": 0, "u": 0, "t": 0}
+        cumulated = [c for c in m.columns.values() if c not in pre]  # the 'during' ones
         if rebuild:
-            self._settle(compiler, old_until, until, m.columns)
+            self._settle(compiler, old_until, until, m.columns, cumulated)
             m.fingerprint = (self._fingerprint(compiler, old_until, until)
                              if self.verify == "rows" else dict(zero))
         # The days after the settled region: per-user aggregates kept in `pending`, one set
@@ -568,7 +609,7 @@ class IncrementalState:
                 if not fresh:
                     self.con.raw_sql(f"INSERT INTO {touched} {old}")
         if stale:
-            self._aggregate_days(compiler, stale, m.columns)
+            self._aggregate_days(compiler, stale, m.columns, cumulated, current=incremental)
         if incremental:
             during = bool(stale) and min(stale) >= w.start_ts  # no pre-period event in them
             fixed = pre if during else set()
@@ -608,8 +649,10 @@ class IncrementalState:
                               "update it with these metrics first")
         p = self.con.table("pending", database=ALIAS)
         p = p.filter(p.day >= compiler.window.start_ts)
+        cols = {n: m.columns[repr(k)] for n, k in keys.items()}
         return p.select("user_id", day=p.day.date(),
-                        **{n: p[m.columns[repr(k)]] for n, k in keys.items()})
+                        **{n: p[c].cast("float64").fill_null(0.0) for n, c in cols.items()},
+                        **{f"cum_{n}": p[f"c_{c}"].fill_null(0.0) for n, c in cols.items()})
 
     def per_unit(self, compiler, e):
         """The per-unit aggregates of ``compiler`` (any subset of the state's metrics).
