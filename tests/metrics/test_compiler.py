@@ -433,3 +433,27 @@ def test_daily_series_equals_pandas_day_by_day(small_warehouse):
             for (name, stat), want in expect.items():
                 assert got[name][stat] == pytest.approx(want, rel=1e-9, abs=1e-9), \
                     (day, variant, name, stat)
+
+
+def test_other_caps_reuse_the_unit_table_and_equal_a_new_compiler(small_warehouse):
+    """with_metrics(): the same metrics with other caps (robustness' alternatives) or fewer of
+    them read the unit table already made; their statistics equal a compiler made anew."""
+    from dataclasses import replace
+
+    from workbench.readout.experiment import Experiment
+
+    exp = Experiment.from_source(small_warehouse)
+    c = exp.compiler
+    c.sufficient_stats()
+    assert c._values is not None
+    capped = [replace(m, cap_value=None, cap_percentile=0.99) if m.kind == "mean" else m
+              for m in c.metrics]
+    other = c.with_metrics(capped)
+    assert other._values is c._values and other._caps is None
+    fresh = replace(Experiment.from_source(small_warehouse).compiler, metrics=capped)
+    assert fresh._values is None
+    pd.testing.assert_frame_equal(other.sufficient_stats(), fresh.sufficient_stats(),
+                                  check_exact=False, rtol=1e-12)
+    assert c.with_metrics(c.metrics[:2])._values is c._values
+    new = [replace(c.metrics[0], name="other_name")]
+    assert c.with_metrics(new)._values is None  # another metric: a unit table of its own

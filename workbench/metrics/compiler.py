@@ -333,6 +333,16 @@ class MetricCompiler(StatisticsCompiler):
     _caps: Any = field(default=None, init=False, repr=False)
     _values: Any = field(default=None, init=False, repr=False)  # materialised unit table
 
+    def with_metrics(self, metrics: Sequence[MetricDefinition]):
+        """The same experiment and tables, other metrics: the units are reused, and so is the
+        unit table when it has every value these metrics need (the same metrics but for their
+        caps, which apply to its values, or some of them: robustness' caps, ``_additive``)."""
+        out = super().with_metrics(metrics)
+        mine = [replace(m, cap_value=None, cap_percentile=None) for m in self.metrics]
+        if all(replace(m, cap_value=None, cap_percentile=None) in mine for m in out.metrics):
+            out._values = self._values
+        return out
+
     # -- units ---------------------------------------------------------------------------
     def units(self):
         """One row per unit: ``user_id, variant, assigned_at`` (crossovers handled)."""
@@ -508,7 +518,8 @@ class MetricCompiler(StatisticsCompiler):
         with no 'during' value yet (its pre-period covariates, and the unit itself); on each
         day it has events, the change of its summands, from its values before that day's events
         (the cumulative aggregates less the day's) to its values after them. One engine query;
-        the per-day aggregates of each unit are cumulated in one window, carrying only them.
+        the per-day aggregates of each unit are cumulated in one window, carrying only them
+        (an incremental state, ``per_day``, holds them cumulated already).
         """
         import ibis
 

@@ -640,8 +640,9 @@ class IncrementalState:
 
     def per_day(self, compiler, keys: dict):
         """The per-user x day (``user_id, day``) aggregates ``keys`` (column -> aggregate key
-        ``(Aggregate, 'during', window_days)``) of the experiment's days, from ``pending``:
-        the per-day series' increments, no event read."""
+        ``(Aggregate, 'during', window_days)``) of the experiment's days and their cumulative
+        values (``cum_<column>``), from ``pending``: the per-day series' increments, no event
+        read, no window taken."""
         m = self.manifest
         missing = [repr(k) for k in keys.values() if repr(k) not in m.columns]
         if missing:
