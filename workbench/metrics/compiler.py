@@ -63,6 +63,12 @@ def summands(values: Mapping[str, Any], metric: MetricDefinition) -> dict[str, A
     return out
 
 
+def _aggregate_key(m: MetricDefinition, agg: Aggregate, period: str) -> tuple:
+    """The key of one per-unit aggregate, ``(Aggregate, period, days)``: metrics with the same
+    key share its column (the incremental state's columns are keyed by it too)."""
+    return agg, period, m.window_days if period == "during" else m.pre_period_days
+
+
 def _column(metric: str, tag: str) -> str:
     """Name of a unit-value column: ``<metric>__<tag>``."""
     return f"{metric}__{tag}"
@@ -446,7 +452,7 @@ class MetricCompiler(StatisticsCompiler):
         for m in self.metrics:
             during, pre = self._periods(e, m)
             for tag, agg, period in m.parts:
-                key = (agg, period, m.window_days if period == "during" else m.pre_period_days)
+                key = _aggregate_key(m, agg, period)
                 if key not in source:
                     source[key] = f"a{len(source)}"
                     aggs[source[key]] = self._aggregate(
@@ -537,7 +543,7 @@ class MetricCompiler(StatisticsCompiler):
             during, _ = self._periods(e, m)
             for tag, agg, period in m.parts:
                 if period == "during":
-                    key = (agg, period, m.window_days)  # as in unit_aggregates
+                    key = _aggregate_key(m, agg, period)
                     if key not in column:
                         column[key] = f"i{len(column)}"
                         incs[column[key]] = (key, self._aggregate(e, agg, during))
