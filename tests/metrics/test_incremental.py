@@ -427,3 +427,25 @@ def test_bad_parameters(tmp_path):
         incremental.IncrementalState(tmp_path / "s.duckdb", lookback_days=-1)
     with pytest.raises(ParameterError, match="verify"):
         incremental.IncrementalState(tmp_path / "s.duckdb", verify="maybe")
+
+
+def test_metrics_the_state_does_not_hold_are_named(source, tmp_path):
+    """A compiler reading the state with an aggregate the state was not made for: the unit
+    table and the per-day series both name it instead of computing something else."""
+    from dataclasses import replace
+
+    from workbench.errors import SourceError
+    from workbench.metrics import load_metrics
+
+    exp = _open(source, None, incremental=tmp_path / "state.duckdb")
+    try:
+        other = load_metrics({"metrics": [{"name": "carts", "kind": "mean",
+                                           "event_type": "add_to_cart"}]})
+        c = replace(exp.compiler, metrics=other)  # still reading the state
+        assert c.per_unit is not None and c.per_day is not None
+        with pytest.raises(SourceError, match="holds no aggregate.*add_to_cart"):
+            c.sufficient_stats()
+        with pytest.raises(SourceError, match="holds no aggregate.*add_to_cart"):
+            c.daily_stats()
+    finally:
+        exp.con.disconnect()

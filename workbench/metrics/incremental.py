@@ -4,7 +4,7 @@ the events and assignments that arrived since the last one.
 The state is a local DuckDB file ATTACHed to the source's DuckDB session (not tables in the
 source): the source stays read-only and untouched (a team's warehouse often is), nothing is
 copied out of the engine (the per-unit tables are written by the same DuckDB that reads the
-events, in the same queries), and the file is small (1M users: ~50 MB). Tables of the state:
+events, in the same queries), and the file is small (1M users: ~80 MB). Tables of the state:
 
 - ``assigned``: one row per user assigned to the experiment (smallest and largest variant, the
   first exposure's variant, first and last exposure): the units are a projection of it, so the
@@ -400,7 +400,7 @@ class IncrementalState:
                      f"WHERE day >= {first} AND day NOT IN ({day_list})")
         sums = ", ".join(f"sum({c}) AS {c}" for c in during)
         after = f"(SELECT user_id, {sums} FROM {ALIAS}.pending WHERE day >= {first} GROUP BY 1)"
-        if not during:
+        if not during:  # nothing to cumulate (distinct aggregates only): no sums before
             base = f"SELECT user_id FROM {ALIAS}.settled LIMIT 0"
         elif current:
             less = ", ".join(f"t.{c} - coalesce(a.{c}, 0) AS {c}" if later else f"t.{c}"
@@ -638,16 +638,21 @@ class IncrementalState:
             m.rebuilt_at_run, m.reason = m.runs, reason
         return stale, end
 
+    def _require(self, keys) -> None:
+        """A :class:`SourceError` naming the first aggregate ``keys`` holds that the state does
+        not (the state was made for other metrics)."""
+        missing = [repr(k) for k in keys if repr(k) not in self.manifest.columns]
+        if missing:
+            raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
+                              "update it with these metrics first")
+
     def per_day(self, compiler, keys: dict):
         """The per-user x day (``user_id, day``) aggregates ``keys`` (column -> aggregate key
         ``(Aggregate, 'during', window_days)``) of the experiment's days and their cumulative
         values (``cum_<column>``), from ``pending``: the per-day series' increments, no event
         read, no window taken."""
         m = self.manifest
-        missing = [repr(k) for k in keys.values() if repr(k) not in m.columns]
-        if missing:
-            raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
-                              "update it with these metrics first")
+        self._require(keys.values())
         p = self.con.table("pending", database=ALIAS)
         p = p.filter(p.day >= compiler.window.start_ts)
         cols = {n: m.columns[repr(k)] for n, k in keys.items()}
@@ -667,10 +672,7 @@ class IncrementalState:
         m = self.manifest
         aggs, source = compiler.unit_aggregates(e)
         keys = {source[k]: k for k in source if len(k) == 3}
-        missing = [repr(k) for k in keys.values() if _additive(k) and repr(k) not in m.columns]
-        if missing:
-            raise SourceError(f"incremental state {self.path} holds no aggregate {missing[0]}: "
-                              "update it with these metrics first")
+        self._require(k for k in keys.values() if _additive(k))
         add = [n for n, k in keys.items() if _additive(k)]
         rest = [n for n in keys if n not in add]
         if not rest:
